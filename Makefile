@@ -33,6 +33,8 @@ run: demo
 	@if [ -z "$$FRAUDSLM_PSEUDONYM_KEY" ]; then \
 	  echo "!!! FRAUDSLM_PSEUDONYM_KEY not set: using the PUBLIC DEMO KEY. Never use it for real data. !!!" >&2; \
 	fi
+	@# version the sources and ground truth (restricted remote); unchanged data gives unchanged .dvc files
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c "from pipeline.dvcops import add; add(['data/01_raw', 'data/ground_truth'])"
 	FRAUDSLM_PSEUDONYM_KEY="$${FRAUDSLM_PSEUDONYM_KEY:-DEMO-KEY-PUBLIC-NOT-SECRET-fraudslm}" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)

@@ -92,13 +92,22 @@ def demo_data(
 def ingest(
     sources: Path = typer.Option(Path("schemas/sources.yaml"), "--sources", help="source config"),
     out: Path = typer.Option(Path("data/02_ingested"), "--out"),
+    ground_truth: Optional[Path] = typer.Option(
+        None, "--ground-truth", help="demo ground truth to score against (default: paths.ground_truth if present)"
+    ),
     params: Path = ParamsOpt,
     sets: Optional[list[str]] = SetOpt,
 ) -> None:
     """Read every source into the validated record table; quarantine bad rows; deduplicate."""
     from pipeline.ingest import run_ingest
 
-    run_ingest(sources=sources, out=out, params=_params(params, sets))
+    m = run_ingest(sources=sources, out=out, params=_params(params, sets), ground_truth=ground_truth)
+    t = m["totals"]
+    typer.echo(
+        f"ingest: read {t['read']}, accepted {t['accepted']}, quarantined {t['quarantined']}, "
+        f"duplicates {t['duplicates']} -> {out}",
+        err=True,
+    )
 
 
 @app.command()
@@ -197,18 +206,24 @@ def report(
     """Render the self-contained audit report (HTML + JSON) and its signed manifest."""
     from pipeline.report import run_report
 
-    run_report(out=out, params=_params(params, sets))
+    res = run_report(out=out, params=_params(params, sets))
+    typer.echo(f"report {res['overall'].upper()}: {res['out']} ({res['files']} file(s) in the manifest, "
+               f"{'signed' if res['signed'] else 'unsigned'}; not run: {', '.join(res['sections_not_run']) or 'none'})",
+               err=True)
 
 
 @app.command("verify-report")
 @guarded
 def verify_report_cmd(
     report_dir: Path = typer.Argument(Path("data/reports"), help="report folder holding manifest.json"),
+    public_key: Optional[str] = typer.Option(
+        None, "--public-key", help="expected signer: Ed25519 public key (PEM, base64 raw, or a file); "
+        "default: FRAUDSLM_REPORT_PUBLIC_KEY"),
 ) -> None:
     """Check the report's SHA-256 manifest (and signature when a public key is configured)."""
     from pipeline.report import verify_report
 
-    verify_report(report_dir)
+    typer.echo(verify_report(report_dir, public_key=public_key).summary())
 
 
 @app.command()
@@ -217,11 +232,12 @@ def diff(
     rev_a: str = typer.Argument(..., help="git revision / tag of the older dataset version"),
     rev_b: str = typer.Argument("HEAD", help="git revision / tag of the newer dataset version"),
     params: Path = ParamsOpt,
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """What changed between two dataset versions (counts, prevalence, sources, entity counts)."""
     from pipeline.versions import diff_versions
 
-    diff_versions(rev_a, rev_b, params_path=params)
+    diff_versions(rev_a, rev_b, params_path=params, as_json=as_json)
 
 
 @app.command()

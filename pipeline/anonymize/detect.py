@@ -1,0 +1,533 @@
+"""PII detection: a Presidio `AnalyzerEngine` built from `schemas/recognizers.yaml` + a spaCy model, batched.
+
+Interface (pipeline/anonymize/README.md): `Span`, `Detector.detect_batch`, `build_detector`, `detect_pii_file`.
+
+Speed: each distinct text is analysed once per batch; spaCy runs through `nlp.pipe` with only the NER component
+(and whatever it listens to) enabled; texts with no upper-case letter skip NER (the small model finds no entity in
+them) and are only tokenized; regex recognizers skip texts that lack their trigger characters. Texts longer than
+`anonymize.max_chunk_chars` are analysed in overlapping chunks, so a 1 MB field neither hits spaCy's length limit
+nor holds the whole parse in memory.
+
+Offline: tldextract uses its bundled suffix-list snapshot (offline.py) and a missing spaCy model is a
+configuration error, never a download.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import re
+import sys
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from presidio_analyzer import RecognizerResult
+
+    from pipeline.config import AnonymizeParams, Params
+
+log = logging.getLogger(__name__)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Entity types produced by spaCy NER only (nothing to find without it).
+NER_ONLY = frozenset({"LOCATION", "NRP", "ORGANIZATION"})
+
+
+@dataclass(frozen=True)
+class Span:
+    type: str  # Presidio entity name, e.g. CREDIT_CARD
+    start: int
+    end: int
+    score: float
+    recognizer: str
+
+
+# --------------------------------------------------------------------------------------------- resolution
+def resolve_spans(cands: Iterable[Span], threshold: float = 0.0, text: Optional[str] = None) -> list[Span]:
+    """Non-overlapping spans, sorted by position.
+
+    Candidates below `threshold` are dropped. The rest are taken greedily by (score, length): the highest score
+    wins a contested character, ties go to the longer span. A losing span is not thrown away: the parts of it that
+    no winner covers are kept (with the loser's type and score), so the union of detected characters never shrinks
+    when recognizers disagree on boundaries (privacy first: "12 <PERSON> Street" must not leave "Street" behind).
+    Left-over pieces without a letter or digit (", ") are dropped.
+    """
+    cands = [c for c in cands if c.score >= threshold and c.end > c.start]
+    if not cands:
+        return []
+    order = sorted(set(cands), key=lambda s: (-s.score, -(s.end - s.start), s.start, s.type, s.recognizer))
+    taken: list[tuple[int, int]] = []  # sorted disjoint intervals
+    out: list[Span] = []
+    for c in order:
+        # free sub-intervals of [c.start, c.end) given taken intervals
+        pieces: list[tuple[int, int]] = []
+        cur = c.start
+        i = bisect.bisect_right(taken, (c.start, float("inf"))) - 1
+        i = max(i, 0)
+        while i < len(taken) and taken[i][0] < c.end:
+            s, e = taken[i]
+            if e <= cur:
+                i += 1
+                continue
+            if s > cur:
+                pieces.append((cur, min(s, c.end)))
+            cur = max(cur, e)
+            if cur >= c.end:
+                break
+            i += 1
+        if cur < c.end:
+            pieces.append((cur, c.end))
+        full = len(pieces) == 1 and pieces[0] == (c.start, c.end)
+        for s, e in pieces:
+            if not full and text is not None:
+                s, e = _trim(text, s, e)
+            if not full and (not any(ch.isalnum() for ch in text[s:e]) if text is not None else (e - s) < 2):
+                continue
+            out.append(Span(c.type, s, e, c.score, c.recognizer))
+            bisect.insort(taken, (s, e))
+    out.sort(key=lambda s: (s.start, s.end))
+    return out
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+# ------------------------------------------------------------------------------------------------- engine
+def _spacy_engine_cls():
+    from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+
+    class NerOnlySpacyEngine(SpacyNlpEngine):
+        """Presidio's spaCy engine with only NER (and the components it listens to) enabled.
+
+        Without a lemmatizer, lemmas are the lower-cased tokens: Presidio's context enhancer matches context words
+        as substrings, so "accounts" still supports "account".
+        """
+
+        def __init__(self, model_name: str, ner_model_configuration=None, ignore_terms: Iterable[str] = (),
+                     ignore_patterns: Iterable[str] = (), must_match: Optional[dict[str, str]] = None) -> None:
+            import regex
+
+            super().__init__(models=[{"lang_code": "en", "model_name": model_name}],
+                             ner_model_configuration=ner_model_configuration)
+            self.model_name = model_name
+            self.ignore_terms = frozenset(t.lower() for t in ignore_terms)
+            pats = list(ignore_patterns)
+            self.ignore_rx = regex.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
+            self.must_match = {k: regex.compile(v) for k, v in (must_match or {}).items()}
+
+        def load(self) -> None:
+            import spacy
+
+            name = self.model_name
+            if not (spacy.util.is_package(name) or Path(name).exists()):
+                raise ConfigError(
+                    f"anonymize.spacy_model: spaCy model {name!r} is not installed (no download at run time; "
+                    f"install the package or point to a model folder)")
+            try:
+                exclude = _unneeded_pipes(name)
+                nlp = spacy.load(name, exclude=exclude)
+            except Exception as exc:  # noqa: BLE001 - a broken model is a configuration problem
+                raise ConfigError(f"anonymize.spacy_model: cannot load {name!r} ({type(exc).__name__})") from None
+            if "ner" not in nlp.pipe_names:
+                raise ConfigError(f"anonymize.spacy_model: {name!r} has no 'ner' component")
+            nlp.max_length = max(nlp.max_length, 2_000_000)
+            self.nlp = {"en": nlp}
+
+        def _get_updated_entities(self, entities, scores):
+            entities, scores = super()._get_updated_entities(entities, scores)
+            if not entities or (not self.ignore_terms and self.ignore_rx is None and not self.must_match):
+                return entities, scores
+            keep_e, keep_s = [], []
+            for ent, score in zip(entities, scores):
+                t = ent.text.strip()
+                if t.lower() in self.ignore_terms or (self.ignore_rx is not None and self.ignore_rx.fullmatch(t)):
+                    continue
+                rx = self.must_match.get(ent.label_)
+                if rx is not None and not rx.search(t):
+                    continue
+                keep_e.append(ent)
+                keep_s.append(score)
+            return keep_e, keep_s
+
+        def _doc_to_nlp_artifact(self, doc, language: str):
+            entities = self._get_entities(doc)
+            scores = self._get_scores_for_entities(doc)
+            entities, scores = self._get_updated_entities(entities, scores)
+            return LazyNlpArtifacts(doc, list(entities), scores, self, language)
+
+    class LazyNlpArtifacts(NlpArtifacts):
+        """NlpArtifacts whose token lists and keywords are built only when a context enhancer asks for them
+        (most texts have no result that needs context). Keywords use the doc's own lexeme flags instead of a
+        vocabulary lookup per lemma."""
+
+        def __init__(self, doc, entities, scores, engine, language: str) -> None:  # noqa: D107 - no super().__init__
+            self.entities = entities
+            self.tokens = doc
+            self.nlp_engine = engine
+            self.language = language
+            self.scores = scores if scores else [0.85] * len(entities)
+            self._lemmas = self._indices = self._keywords = None
+
+        @property
+        def lemmas(self):
+            if self._lemmas is None:
+                self._lemmas = [t.lower_ for t in self.tokens]
+            return self._lemmas
+
+        @lemmas.setter
+        def lemmas(self, value):
+            self._lemmas = value
+
+        @property
+        def tokens_indices(self):
+            if self._indices is None:
+                self._indices = [t.idx for t in self.tokens]
+            return self._indices
+
+        @tokens_indices.setter
+        def tokens_indices(self, value):
+            self._indices = value
+
+        @property
+        def keywords(self):
+            if self._keywords is None:
+                kw = [t.lower_ for t in self.tokens if not (t.is_stop or t.is_punct) and t.lower_ != "be"]
+                self._keywords = [part for k in kw for part in k.split(":")]
+            return self._keywords
+
+        @keywords.setter
+        def keywords(self, value):
+            self._keywords = value
+
+    return NerOnlySpacyEngine
+
+
+def _unneeded_pipes(name: str) -> list[str]:
+    """Components of an installed/folder spaCy pipeline that NER does not need (read from its config.cfg)."""
+    import spacy
+
+    path = Path(name) if Path(name).exists() else spacy.util.get_package_path(name)
+    cfg_files = [path / "config.cfg"] if (path / "config.cfg").exists() else sorted(path.glob("*/config.cfg"))
+    if not cfg_files:
+        return []
+    cfg = spacy.util.load_config(cfg_files[0], interpolate=False)
+    pipeline = list(cfg["nlp"]["pipeline"])
+    keep = {"ner", "entity_ruler", "span_ruler"}
+    tok2vec = cfg["components"].get("ner", {}).get("model", {}).get("tok2vec", {})
+    if "Listener" in str(tok2vec.get("@architectures", "")):
+        upstream = tok2vec.get("upstream", "*")
+        keep |= {"tok2vec", "transformer"} if upstream == "*" else {upstream}
+    return [p for p in pipeline if p not in keep]
+
+
+def _load_registry_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    import yaml
+
+    if not path.exists():
+        raise ConfigError(f"{path}: recognizer registry not found (anonymize.registry)")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("recognizers"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'recognizers' list")
+    nlp_cfg = cfg.pop("nlp_engine", None) or {}
+    cfg.setdefault("supported_languages", ["en"])
+    cfg.setdefault("global_regex_flags", 26)
+    return cfg, nlp_cfg
+
+
+class Detector:
+    """Presidio analyzer + finance recognizers; `detect_batch` is the fast path used by the anonymize stage.
+
+    Construct one per process (`build_detector(params)`); it is cheap to rebuild in each worker (~1-2 s, mostly
+    the spaCy load) and holds no state between batches.
+    """
+
+    def __init__(self, params: "AnonymizeParams", entities: Optional[Iterable[str]] = None,
+                 registry_path: Optional[Path] = None) -> None:
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+        from presidio_analyzer.nlp_engine import NerModelConfiguration
+        from presidio_analyzer.recognizer_registry import RecognizerRegistryProvider
+
+        from pipeline.anonymize import recognizers as _recognizers  # noqa: F401 - registers the classes
+        from pipeline.anonymize.offline import ensure_offline
+
+        ensure_offline()
+        self.params = params
+        self.threshold = float(params.score_threshold)
+        self.batch_size = int(getattr(params, "batch_size", 256))
+        self.max_chunk = int(getattr(params, "max_chunk_chars", 100_000))
+        self.entities: list[str] = sorted(set(entities if entities is not None else params.entities))
+        path = Path(registry_path or params.registry)
+        if not path.is_absolute() and not path.exists():
+            from pipeline.config import REPO_ROOT
+
+            if (REPO_ROOT / path).exists():  # run from another folder: the registry that ships with the code
+                path = REPO_ROOT / path
+        cfg, nlp_cfg = _load_registry_config(path)
+        ignore_terms = nlp_cfg.pop("ignore_terms", None) or []
+        ignore_patterns = nlp_cfg.pop("ignore_patterns", None) or []
+        must_match = nlp_cfg.pop("entity_must_match", None) or {}
+        try:
+            ner_conf = NerModelConfiguration.from_dict(nlp_cfg) if nlp_cfg else NerModelConfiguration()
+            self.engine = _spacy_engine_cls()(params.spacy_model, ner_conf, ignore_terms, ignore_patterns, must_match)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pydantic / regex error, one line
+            raise ConfigError(f"{path}: nlp_engine: {' '.join(str(exc).split())[:200]}") from None
+        self.engine.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                registry = RecognizerRegistryProvider(
+                    registry_configuration=cfg, nlp_engine=self.engine).create_recognizer_registry()
+            except (ValueError, TypeError) as exc:
+                cause = exc.__cause__ or exc
+                raise ConfigError(f"{path}: invalid recognizer registry ({' '.join(str(cause).split())[:300]})") from None
+        self.analyzer = AnalyzerEngine(
+            registry=registry,
+            nlp_engine=self.engine,
+            supported_languages=["en"],
+            default_score_threshold=self.threshold,
+            context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=6, context_suffix_count=1),
+        )
+        self._registry_path = path
+        self._nlp = self.engine.nlp["en"]
+        self._set_entities(self.entities)
+
+    def _set_entities(self, entities: list[str]) -> None:
+        supported = set(self.analyzer.get_supported_entities("en"))
+        unknown = [e for e in entities if e not in supported]
+        if unknown:
+            raise ConfigError(f"anonymize.entities: no recognizer in {self._registry_path} reports {', '.join(unknown)}")
+        self.entities = sorted(set(entities))
+        self._recognizers_ner = self._select(self.entities)
+        self._recognizers_regex = [r for r in self._recognizers_ner if not _is_ner_recognizer(r)]
+
+    def for_entities(self, entities: Iterable[str]) -> "Detector":
+        """A detector for another entity set sharing this one's spaCy model and recognizers (no reload)."""
+        import copy
+
+        other = copy.copy(self)
+        other._set_entities(list(entities))
+        return other
+
+    # ------------------------------------------------------------------ internals
+    def _select(self, entities: list[str]) -> list:
+        recs = self.analyzer.registry.get_recognizers(language="en", entities=entities, all_fields=False)
+        for r in recs:
+            if not r.is_loaded:
+                r.load()
+                r.is_loaded = True
+        return recs
+
+    def _analyze(self, text: str, doc, recognizers: list) -> list["RecognizerResult"]:
+        """`AnalyzerEngine.analyze` minus its per-call registry lookups: same recognizers, same context enhancement,
+        same score thresholding."""
+        from presidio_analyzer import RecognizerResult as RR
+
+        artifacts = self.engine._doc_to_nlp_artifact(doc, "en")
+        results: list = []
+        ents = self.entities
+        for rec in recognizers:
+            found = rec.analyze(text=text, entities=ents, nlp_artifacts=artifacts)
+            if found:
+                for r in found:
+                    md = r.recognition_metadata
+                    if md is None:
+                        r.recognition_metadata = md = {}
+                    md.setdefault(RR.RECOGNIZER_IDENTIFIER_KEY, rec.id)
+                    md.setdefault(RR.RECOGNIZER_NAME_KEY, rec.name)
+                results.extend(found)
+        if not results:
+            return results
+        needs_ctx = [r for r in results if not r.recognition_metadata.get(RR.IS_SCORE_ENHANCED_BY_CONTEXT_KEY)]
+        if needs_ctx:
+            done = [r for r in results if r.recognition_metadata.get(RR.IS_SCORE_ENHANCED_BY_CONTEXT_KEY)]
+            needs_ctx = self.analyzer._enhance_using_context(text, needs_ctx, artifacts, recognizers, None)
+            results = done + needs_ctx
+        return [r for r in results if r.entity_type in ents and r.score >= self.threshold]
+
+    def _chunks(self, text: str) -> list[tuple[int, str]]:
+        n, size = len(text), self.max_chunk
+        if n <= size:
+            return [(0, text)]
+        overlap = min(2000, size // 10)
+        out, start = [], 0
+        while start < n:
+            end = min(n, start + size)
+            if end < n:  # cut at whitespace so no token is split
+                cut = text.rfind(" ", start + size // 2, end)
+                cut = max(cut, text.rfind("\n", start + size // 2, end))
+                if cut > start:
+                    end = cut
+            out.append((start, text[start:end]))
+            if end >= n:
+                break
+            start = max(end - overlap, start + 1)
+        return out
+
+    # ------------------------------------------------------------------ API
+    def detect_batch(self, texts: list[str], ner: bool = True) -> list[list[Span]]:
+        """Resolved (non-overlapping, sorted) spans per text; each distinct text analysed once.
+
+        `ner=False` runs the pattern recognizers only (for fields that cannot hold names or places).
+        """
+        if not texts:
+            return []
+        uniq: dict[str, None] = {}
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"detect_batch expects str, got {type(t).__name__}")
+            uniq.setdefault(t, None)
+        units: list[tuple[str, int, str]] = []  # (text, offset, chunk)
+        for t in uniq:
+            if t:
+                # lone surrogates (undecodable bytes smuggled through) break spaCy: same-length replacement
+                clean = _SURROGATE.sub("\ufffd", t) if _SURROGATE.search(t) else t
+                units.extend((t, off, chunk) for off, chunk in self._chunks(clean))
+        recognizers = self._recognizers_ner if ner else self._recognizers_regex
+        nlp = self._nlp
+        # NER only for chunks with an upper-case letter (the model tags no entity in all-lower-case text).
+        ner_idx = [i for i, u in enumerate(units) if ner and _has_upper(u[2])]
+        docs: list[Any] = [None] * len(units)
+        if ner_idx:
+            for i, doc in zip(ner_idx, nlp.pipe((units[i][2] for i in ner_idx), batch_size=self.batch_size)):
+                docs[i] = doc
+        found: dict[str, list[Span]] = {t: [] for t in uniq}
+        for i, (t, off, chunk) in enumerate(units):
+            doc = docs[i] if docs[i] is not None else nlp.make_doc(chunk)
+            docs[i] = None
+            for r in self._analyze(chunk, doc, recognizers):
+                s, e = _trim(chunk, r.start, r.end)
+                if e > s:
+                    name = (r.recognition_metadata or {}).get("recognizer_name", "")
+                    found[t].append(Span(r.entity_type, s + off, e + off, round(float(r.score), 4), name))
+        resolved = {t: resolve_spans(c, self.threshold, t) for t, c in found.items()}
+        return [resolved[t] for t in texts]
+
+    def detect(self, text: str, ner: bool = True) -> list[Span]:
+        return self.detect_batch([text], ner=ner)[0]
+
+
+def _is_ner_recognizer(rec) -> bool:
+    from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+    return isinstance(rec, SpacyRecognizer)
+
+
+def _has_upper(text: str) -> bool:
+    return not text.islower() and any(ch.isupper() for ch in text)
+
+
+def build_detector(params: "AnonymizeParams", entities: Optional[Iterable[str]] = None) -> Detector:
+    """The detector for the anonymize stage (params.entities) or, with `entities`, another entity set."""
+    return Detector(params, entities=entities)
+
+
+# ------------------------------------------------------------------------------------------ detect-pii
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Optional[str], Optional[str], Optional[str]]]:
+    """(line number, id, text, error) per non-blank line; bad lines carry an error and no text."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield lineno, None, None, "not UTF-8"
+                continue
+            except json.JSONDecodeError as exc:
+                yield lineno, None, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            if not isinstance(obj, dict):
+                yield lineno, None, None, "expected a JSON object"
+                continue
+            rid = obj.get("id")
+            if rid is None or isinstance(rid, (dict, list, bool)):
+                yield lineno, None, None, "missing or invalid 'id'"
+                continue
+            rid = str(rid)
+            text = obj.get("text")
+            if not isinstance(text, str):
+                yield lineno, rid, None, "missing 'text' or 'text' is not a string"
+                continue
+            yield lineno, rid, text, None
+
+
+def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 512) -> dict[str, Any]:
+    """`fraudslm detect-pii --in texts.jsonl --out spans.jsonl`.
+
+    Input: JSONL `{"id", "text"}`. Output (same order): `{"id", "entities": [{"type","start","end","score"}]}`.
+    A bad line gives `{"id": <id or null>, "line": N, "error": "..."}` in the output and one line on stderr naming
+    the file and line; the other lines are processed. Entity types: `anonymize.entities` plus
+    `anonymize.eval_extra_entities` (evaluation mode). Beside the output: `<stem>.ledger.json` and
+    `<stem>.metrics.json` (counts only, no values).
+    """
+    from pipeline.io import atomic_path, write_json
+    from pipeline.ledger import Ledger
+
+    inp, out = Path(inp), Path(out)
+    if not inp.is_file():
+        raise ConfigError(f"{inp}: input file not found")
+    ap = params.anonymize
+    detector = build_detector(ap, entities=list(ap.entities) + list(getattr(ap, "eval_extra_entities", [])))
+    ledger = Ledger("detect-pii")
+    src = inp.name
+    per_type: Counter = Counter()
+    n_entities = 0
+
+    def flush(batch: list[tuple[int, str, str]], fh) -> None:
+        nonlocal n_entities
+        spans = detector.detect_batch([t for _, _, t in batch])
+        for (_, rid, _), ss in zip(batch, spans):
+            ents = [{"type": s.type, "start": s.start, "end": s.end, "score": s.score} for s in ss]
+            per_type.update(s.type for s in ss)
+            n_entities += len(ents)
+            fh.write(json.dumps({"id": rid, "entities": ents}, ensure_ascii=False) + "\n")
+            ledger.accept(src)
+
+    with atomic_path(out, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        batch: list[tuple[int, str, str]] = []
+        for lineno, rid, text, err in _iter_jsonl(inp):
+            ledger.read(src)
+            if err is not None:
+                flush(batch, fh)
+                batch = []
+                print(f"fraudslm: {inp}: line {lineno}: {err}", file=sys.stderr)
+                fh.write(json.dumps({"id": rid, "line": lineno, "error": err}) + "\n")
+                ledger.quarantine(src, "bad_line")
+                continue
+            batch.append((lineno, rid, text))
+            if len(batch) >= batch_lines:
+                flush(batch, fh)
+                batch = []
+        flush(batch, fh)
+    metrics = {
+        "records": ledger.totals()["read"],
+        "bad_lines": ledger.totals()["quarantined"],
+        "entities": n_entities,
+        "entities_by_type": dict(sorted(per_type.items())),
+        "entity_types": detector.entities,
+        "spacy_model": ap.spacy_model,
+        "score_threshold": ap.score_threshold,
+        "params_digest": params.digest(),
+    }
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    write_json(out.with_name(f"{stem}.ledger.json"), ledger.to_dict())
+    write_json(out.with_name(f"{stem}.metrics.json"), metrics)
+    return metrics

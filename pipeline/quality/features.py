@@ -1,0 +1,107 @@
+"""Feature matrices for the quality baseline: TF-IDF (word + character n-grams) of the anonymized text plus one-hot /
+numeric structured columns. The vectorizers are label-free and fitted on all rows; only the classifier sees labels
+(and only out of fold, see `oof.py`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import OneHotEncoder
+
+# columns that are identifiers, targets or bookkeeping, never model inputs
+CORE_COLUMNS = frozenset(
+    {
+        "record_id", "source_key", "text", "label", "group_id", "event_time", "dup_cluster", "label_conflict",
+        "n_entities", "label_raw",
+    }
+)
+QUALITY_COLUMNS = frozenset(
+    {
+        "is_label_issue", "label_quality_score", "suggested_label", "pred_prob_fraud", "is_outlier", "outlier_score",
+        "is_near_duplicate", "near_duplicate_score", "decision", "decision_reason", "given_label", "quality_flag",
+        "label_conflict_text", "weight",
+    }
+)
+MAX_CATEGORIES = 50
+# pseudonym tokens are per-value (keyed hashes): as features they would memorise customers, so the text model sees
+# their type only (<PERSON>), while the shortcut check counts them separately.
+_TOKEN_RE = re.compile(r"<([A-Z][A-Z_]*?)(?:_[0-9a-f]{6,})?>")
+
+
+def placeholder_types(text: str) -> str:
+    return _TOKEN_RE.sub(lambda m: f" <{m.group(1)}> ", text)
+
+
+@dataclass
+class FeatureSet:
+    X: sp.csr_matrix
+    text_columns: int
+    structured: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    numeric: list[str] = field(default_factory=list)
+
+
+def structured_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(categorical, numeric) extra columns usable as features; ID-like high-cardinality columns are skipped."""
+    cats, nums = [], []
+    for col in sorted(df.columns):
+        if col in CORE_COLUMNS or col in QUALITY_COLUMNS:
+            continue
+        s = df[col]
+        if pd.api.types.is_bool_dtype(s) or not (
+            pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)
+        ):
+            if s.nunique(dropna=True) <= MAX_CATEGORIES:
+                cats.append(col)
+        elif pd.api.types.is_numeric_dtype(s):
+            nums.append(col)
+    return cats, nums
+
+
+def build_features(
+    df: pd.DataFrame, max_features: int, *, char_ngrams: tuple[int, int] = (2, 5), word_ngrams: tuple[int, int] = (1, 2)
+) -> FeatureSet:
+    texts = df["text"].fillna("").astype(str).map(placeholder_types)
+    n = len(df)
+    word_max = max(max_features // 2, 50)
+    char_max = max(max_features - word_max, 50)
+    blocks: list[sp.spmatrix] = []
+    min_df = 2 if n >= 50 else 1
+    word = TfidfVectorizer(
+        analyzer="word", ngram_range=word_ngrams, sublinear_tf=True, min_df=min_df, max_features=word_max,
+        token_pattern=r"(?u)<[A-Z_]+>|\b\w+\b", lowercase=True, dtype=np.float32,
+    )
+    char = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=char_ngrams, sublinear_tf=True, min_df=min_df, max_features=char_max,
+        lowercase=True, dtype=np.float32,
+    )
+    for vec in (word, char):
+        try:
+            blocks.append(vec.fit_transform(texts))
+        except ValueError:  # empty vocabulary (e.g. all texts empty)
+            blocks.append(sp.csr_matrix((n, 0), dtype=np.float32))
+    text_cols = sum(b.shape[1] for b in blocks)
+
+    cats, nums = structured_columns(df)
+    if cats:
+        cat_frame = df[cats].astype("string").fillna("<missing>").astype(object)
+        enc = OneHotEncoder(handle_unknown="ignore", min_frequency=min(5, max(1, n // 100)), dtype=np.float32)
+        blocks.append(enc.fit_transform(cat_frame))
+    if nums:
+        num = df[nums].astype("float64").to_numpy()
+        missing = np.isnan(num)
+        num = np.sign(num) * np.log1p(np.abs(np.nan_to_num(num)))
+        mu = num.mean(axis=0)
+        sd = num.std(axis=0)
+        sd[sd == 0] = 1.0
+        num = (num - mu) / sd
+        blocks.append(sp.csr_matrix(np.clip(num, -5, 5).astype(np.float32)))
+        if missing.any():
+            blocks.append(sp.csr_matrix(missing[:, missing.any(axis=0)].astype(np.float32)))
+    X = sp.hstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((n, 0))
+    return FeatureSet(X=X, text_columns=text_cols, structured=cats + nums, categorical=cats, numeric=nums)

@@ -1,0 +1,939 @@
+"""Gather the facts of one run from the stage outputs (ledgers, metrics, count-only reads) into report.json.
+
+Privacy rules of this module (the report is a *shared* artifact):
+
+* the restricted zone (raw sources, ground truth, `02_ingested`) is never opened, except the ingest stage's
+  `ledger.json` and `metrics.json`, which hold counts; files there are neither read nor hashed (their versions come
+  from dvc.lock when it records them);
+* from the shared stage outputs only counts are taken: `entities.parquet` (positions and types, never values), the
+  `source` / `label` / `group_id` columns of the record tables (group ids are keyed pseudonyms, and only their
+  overlap *count* leaves this module), row counts from Parquet metadata;
+* of every stage's metrics only numbers, booleans and short identifier-like strings are copied.
+
+A missing stage or file is "not run" with a note, never an exception: the report is most useful exactly when a
+run went wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from pipeline.config import REPO_ROOT, Params, resolve_path
+from pipeline.io import read_json, sha256_file
+from pipeline.report.texts import NOT_RUN, SECTIONS
+
+SCHEMA_VERSION = "1.0"
+# params.yaml `paths` key -> the stage that writes it, in pipeline order
+STAGES: dict[str, str] = {
+    "ingested": "ingest",
+    "anonymized": "anonymize",
+    "quality": "quality",
+    "splits": "split",
+    "lora": "train",
+    "compressed": "compress",
+}
+RESTRICTED = frozenset({"ingested"})  # only ledger.json / metrics.json of these folders are read
+RESTRICTED_READABLE = ("ledger.json", "metrics.json")
+SPLIT_NAMES = ("train", "validation", "test")
+LEDGER_KEYS = ("read", "accepted", "quarantined", "duplicates", "dropped")
+LIBRARIES = (
+    "fraudslm", "presidio-analyzer", "presidio-anonymizer", "spacy", "cleanlab", "scikit-learn", "pandas",
+    "pyarrow", "datasets", "transformers", "peft", "torch", "onnxruntime", "dvc", "prefect", "jinja2",
+    "matplotlib", "cryptography",
+)
+_SAFE_STR = re.compile(r"^[A-Za-z0-9_.:/+\- ]{0,64}$")
+MAX_STAGE_METRICS = 80
+
+
+# --------------------------------------------------------------------------------------------- small helpers
+
+
+def clean_number(x: Any) -> Any:
+    """Floats rounded to 6 decimals (readable, and no long digit runs a PII scan could mistake for a number)."""
+    if isinstance(x, bool) or x is None or isinstance(x, int):
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        return round(x, 6)
+    if hasattr(x, "item"):
+        return clean_number(x.item())
+    return x
+
+
+def safe_scalar(x: Any) -> tuple[bool, Any]:
+    """(keep, value) for a metrics leaf: numbers, booleans, None and short identifier-like strings only."""
+    if x is None or isinstance(x, (bool, int, float)):
+        return True, clean_number(x)
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        try:
+            return safe_scalar(x.item())
+        except (TypeError, ValueError):
+            return False, None
+    if isinstance(x, str) and _SAFE_STR.match(x) and not any(ch.isdigit() for ch in x[:1]):
+        return True, x
+    return False, None
+
+
+def numeric_leaves(obj: Any, prefix: str = "", out: Optional[dict] = None, limit: int = MAX_STAGE_METRICS) -> dict:
+    """Flatten a metrics document to {dotted.key: number|bool} (strings and long lists left out)."""
+    out = {} if out is None else out
+    if len(out) >= limit:
+        return out
+    if isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            numeric_leaves(obj[k], f"{prefix}.{k}" if prefix else str(k), out, limit)
+    elif isinstance(obj, (list, tuple)) and len(obj) <= 10:
+        for i, v in enumerate(obj):
+            numeric_leaves(v, f"{prefix}[{i}]", out, limit)
+    elif isinstance(obj, (bool, int, float)) and not isinstance(obj, str):
+        v = clean_number(obj)
+        if v is not None and len(out) < limit:
+            out[prefix] = v
+    return out
+
+
+def pick(d: Any, *paths: str, default: Any = None) -> Any:
+    """First value found at one of the dotted `paths` of a nested dict."""
+    for path in paths:
+        cur = d
+        for part in path.split("."):
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            else:
+                cur = None
+                break
+        if cur is not None:
+            return cur
+    return default
+
+
+def count_dict(d: Any) -> Optional[dict[str, int]]:
+    """{str: int} with keys sorted, or None when `d` is not such a mapping."""
+    if not isinstance(d, dict) or not d:
+        return None
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            return None
+        out[str(k)] = int(v)
+    return dict(sorted(out.items()))
+
+
+def prevalence(fraud: int, legit: int) -> Optional[float]:
+    n = fraud + legit
+    return clean_number(fraud / n) if n else None
+
+
+def display_path(p: Path) -> str:
+    """A path as the reviewer knows it: relative to the working folder when below it."""
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def utc_now() -> str:
+    """Report time (the only timestamp the pipeline writes); SOURCE_DATE_EPOCH pins it for reproducible builds."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.strip().isdigit():
+        t = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    else:
+        t = datetime.now(timezone.utc).replace(microsecond=0)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def git_version(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """{"git_sha", "dirty"}; nulls outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        if sha.returncode != 0:
+            return {"git_sha": None, "dirty": None}
+        st = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=60)
+        dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
+        return {"git_sha": sha.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "dirty": None}
+
+
+def library_versions() -> dict[str, Optional[str]]:
+    out: dict[str, Optional[str]] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# ------------------------------------------------------------------------------------------- stage folders
+
+
+@dataclass
+class StageDir:
+    key: str  # params.yaml paths key
+    stage: str
+    path: Path
+    ledger: Optional[dict] = None
+    metrics: Optional[dict] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def restricted(self) -> bool:
+        return self.key in RESTRICTED
+
+    @property
+    def ran(self) -> bool:
+        return self.ledger is not None or self.metrics is not None
+
+    def file(self, name: str) -> Optional[Path]:
+        """A file of this stage that the report may read (None when absent or restricted)."""
+        if self.restricted and name not in RESTRICTED_READABLE:
+            return None
+        p = self.path / name
+        return p if p.is_file() else None
+
+    def json(self, name: str) -> Optional[dict]:
+        p = self.file(name)
+        if p is None:
+            return None
+        try:
+            data = read_json(p)
+        except (OSError, ValueError):
+            self.notes.append(f"{display_path(p)}: not valid JSON; ignored")
+            return None
+        if not isinstance(data, dict):
+            self.notes.append(f"{display_path(p)}: not a JSON object; ignored")
+            return None
+        return data
+
+    def parquet_columns(self, name: str, columns: list[str], optional: Iterable[str] = ()) -> Optional[Any]:
+        """Only the named columns of a shared Parquet file (pandas DataFrame), None when absent or unreadable."""
+        p = self.file(name)
+        if p is None:
+            return None
+        try:
+            import pyarrow.parquet as pq
+
+            have = set(pq.ParquetFile(p).schema_arrow.names)
+            missing = [c for c in columns if c not in have]
+            if missing:
+                self.notes.append(f"{display_path(p)}: column(s) {', '.join(missing)} missing; not read")
+                return None
+            cols = list(columns) + [c for c in optional if c in have and c not in columns]
+            return pq.read_table(p, columns=cols).to_pandas()
+        except Exception as exc:  # noqa: BLE001 - unreadable file: a note, the report goes on
+            self.notes.append(f"{display_path(p)}: unreadable Parquet ({type(exc).__name__}); not counted")
+            return None
+
+    def parquet_rows(self, name: str) -> Optional[int]:
+        p = self.file(name)
+        if p is None:
+            return None
+        try:
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(p).metadata.num_rows)
+        except Exception:  # noqa: BLE001
+            self.notes.append(f"{display_path(p)}: unreadable Parquet metadata")
+            return None
+
+
+def load_stages(params: Params) -> dict[str, StageDir]:
+    out = {}
+    for key, stage in STAGES.items():
+        sd = StageDir(key, stage, resolve_path(getattr(params.paths, key)))
+        sd.ledger = sd.json("ledger.json")
+        sd.metrics = sd.json("metrics.json")
+        out[key] = sd
+    return out
+
+
+# ---------------------------------------------------------------------------------------- data versions
+
+
+def _dvc_lock_hashes(root: Path) -> dict[str, dict[str, Any]]:
+    """{out path: {"md5", "size"}} from dvc.lock (how restricted files are versioned without reading them)."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return {}
+    try:
+        import yaml
+
+        data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    except Exception:  # noqa: BLE001
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for stage in (data.get("stages") or {}).values():
+        for o in (stage or {}).get("outs") or []:
+            if isinstance(o, dict) and "path" in o:
+                out[str(o["path"])] = {"md5": o.get("md5"), "size": o.get("size")}
+    return out
+
+
+def tree_info(p: Path) -> tuple[int, int]:
+    """(files, bytes) of a folder, hidden files left out like sha256_tree does."""
+    files = [x for x in p.rglob("*") if x.is_file() and not x.name.startswith(".")]
+    return len(files), sum(x.stat().st_size for x in files)
+
+
+def describe_artifacts(stages: dict[str, StageDir]) -> list[dict[str, Any]]:
+    """Every file / folder of the stage outputs with its SHA-256 (restricted ones by name and dvc.lock only)."""
+    from pipeline.io import sha256_tree
+
+    lock = _dvc_lock_hashes(Path.cwd())
+    out: list[dict[str, Any]] = []
+    for key, sd in stages.items():
+        if not sd.path.is_dir():
+            continue
+        for child in sorted(sd.path.iterdir(), key=lambda x: x.name):
+            if child.name.startswith("."):
+                continue
+            entry: dict[str, Any] = {"stage": sd.stage, "path": display_path(child)}
+            if sd.restricted and child.name not in RESTRICTED_READABLE:
+                entry.update(kind="restricted", sha256=None, bytes=None)
+                dvc = lock.get(entry["path"])
+                if dvc and dvc.get("md5"):
+                    entry["dvc_md5"] = dvc["md5"]
+                out.append(entry)
+                continue
+            if child.is_dir():
+                n, size = tree_info(child)
+                entry.update(kind="dir", sha256=sha256_tree(child), bytes=size, files=n)
+            elif child.is_file():
+                entry.update(kind="file", sha256=sha256_file(child), bytes=child.stat().st_size)
+            else:
+                continue
+            entry["_abs"] = child
+            out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+def _section(name: str, status: str, **facts: Any) -> dict[str, Any]:
+    t = SECTIONS[name]
+    return {
+        "title": t["title"],
+        "status": status,
+        "guarantee": t["guarantee"],
+        "how_checked": t["how_checked"],
+        "references": t["references"],
+        **facts,
+    }
+
+
+class Checks:
+    """Reconciliation checks: each a plain statement with passed true/false (or null when not checkable)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, section: str, cid: str, passed: Optional[bool], detail: str, severity: str = "error") -> bool:
+        self.items.append({"id": cid, "section": section, "passed": passed, "severity": severity, "detail": detail})
+        return bool(passed)
+
+    def status(self, section: str, ran: bool = True) -> str:
+        if not ran:
+            return "not_run"
+        mine = [c for c in self.items if c["section"] == section]
+        if any(c["passed"] is False and c["severity"] == "error" for c in mine):
+            return "failed"
+        if any(c["passed"] is False for c in mine):
+            return "warning"
+        return "ok"
+
+
+def _not_run(sd: StageDir, what: str = "ledger.json or metrics.json") -> str:
+    return NOT_RUN.format(path=display_path(sd.path), what=what)
+
+
+def _ledger_sources(ledger: Optional[dict]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, s in sorted(((ledger or {}).get("sources") or {}).items()):
+        if not isinstance(s, dict):
+            continue
+        row: dict[str, Any] = {k: int(s.get(k) or 0) for k in LEDGER_KEYS}
+        row["reasons"] = count_dict(s.get("reasons")) or {}
+        row["balanced"] = row["read"] == sum(row[k] for k in LEDGER_KEYS[1:])
+        if isinstance(s.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", s["sha256"]):
+            row["sha256"] = s["sha256"]
+        if isinstance(s.get("bytes"), int):
+            row["bytes"] = s["bytes"]
+        out[str(name)] = row
+    return out
+
+
+def _totals(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {k: sum(r[k] for r in rows.values()) for k in LEDGER_KEYS}
+
+
+def sources_section(stages: dict[str, StageDir], checks: Checks, split_counts: dict[str, dict[str, int]]) -> dict:
+    ing = stages["ingested"]
+    if ing.ledger is None:
+        return _section("sources", "not_run", note=_not_run(ing, "ledger.json"), notes=ing.notes, sources={},
+                        totals=None, balanced=None, flow={})
+    rows = _ledger_sources(ing.ledger)
+    balanced = all(r["balanced"] for r in rows.values())
+    bad = [n for n, r in rows.items() if not r["balanced"]]
+    checks.add("sources", "ingest.ledger_balanced", balanced,
+               "every source: read = accepted + quarantined + duplicates + dropped"
+               + (f" (not balanced: {', '.join(bad)})" if bad else ""))
+    if "balanced" in ing.ledger and bool(ing.ledger["balanced"]) != balanced:
+        checks.add("sources", "ingest.ledger_flag_consistent", False,
+                   "the ledger's own 'balanced' flag disagrees with its counts")
+    # follow every source through the later stages (accepted at each stage, records in the splits)
+    flow: dict[str, dict[str, Optional[int]]] = {}
+    later = {k: _ledger_sources(stages[k].ledger) for k in ("anonymized", "quality", "splits")}
+    for name in sorted(set(rows) | {s for v in later.values() for s in v}):
+        flow[name] = {
+            "ingest": rows.get(name, {}).get("accepted"),
+            "anonymize": later["anonymized"].get(name, {}).get("accepted"),
+            "quality": later["quality"].get(name, {}).get("accepted"),
+            "splits": split_counts.get(name, {}).get("total") if split_counts else None,
+        }
+    for prev, cur, key in (("ingest", "anonymize", "anonymized"), ("anonymize", "quality", "quality"),
+                           ("quality", "split", "splits")):
+        if not later[key]:
+            continue
+        prev_rows = rows if prev == "ingest" else later["anonymized" if prev == "anonymize" else "quality"]
+        if not prev_rows:
+            continue
+        diffs = [n for n in sorted(set(prev_rows) | set(later[key]))
+                 if prev_rows.get(n, {}).get("accepted", 0) != later[key].get(n, {}).get("read", 0)]
+        checks.add("sources", f"flow.{cur}_read_eq_{prev}_accepted", not diffs,
+                   f"per source, the {cur} stage read exactly what the {prev} stage accepted"
+                   + (f" (differs: {', '.join(diffs)})" if diffs else ""))
+    return _section("sources", checks.status("sources"), sources=rows, totals=_totals(rows), balanced=balanced,
+                    flow=flow, stage_metrics=numeric_leaves(ing.metrics or {}), notes=ing.notes)
+
+
+def _operator_name(op: Any) -> str:
+    if isinstance(op, str):
+        return op
+    name = getattr(op, "operator", None) or (op.get("operator") if isinstance(op, dict) else None) or str(op)
+    extras = []
+    for k in ("keep_last", "masking_char"):
+        v = getattr(op, k, None) if not isinstance(op, dict) else op.get(k)
+        if v is not None and name == "mask":
+            extras.append(f"{k}={v}")
+    return f"{name} ({', '.join(extras)})" if extras else str(name)
+
+
+def _entity_counts(anon: StageDir) -> dict[str, Any]:
+    """Entity counts by type / source / field and the operators actually applied per type: from
+    entities.parquet (types, positions and operators; never values) when present, else from the stage metrics."""
+    ents = anon.parquet_columns("entities.parquet", ["record_id", "type"], optional=["field", "operator"])
+    if ents is not None:
+        recs = anon.parquet_columns("records.parquet", ["record_id", "source"])
+        types = ents["type"].astype(str)
+        by_source: dict[str, Counter] = {}
+        if recs is not None:
+            src = dict(zip(recs["record_id"].astype(str), recs["source"].astype(str)))
+            for rid, t in zip(ents["record_id"].astype(str), types):
+                by_source.setdefault(src.get(rid, "(not in records: quarantined)"), Counter())[t] += 1
+        applied: dict[str, Counter] = {}
+        if "operator" in ents.columns:
+            for t, op in zip(types, ents["operator"].astype(str)):
+                applied.setdefault(t, Counter())[op] += 1
+        return {
+            "by_type": dict(sorted(Counter(types).items())),
+            "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
+            "by_field": dict(sorted(Counter(ents["field"].astype(str)).items())) if "field" in ents.columns else {},
+            "operators_by_type": {t: dict(sorted(c.items())) for t, c in sorted(applied.items())},
+            "computed_from": "entities.parquet",
+        }
+    m = anon.metrics or {}
+    by_type = count_dict(pick(m, "entities_by_type", "entities.by_type", "entity_counts", "entities"))
+    raw_src = pick(m, "entities_by_source", "entities.by_source")
+    by_source = {str(s): count_dict(v) or {} for s, v in sorted(raw_src.items())} if isinstance(raw_src, dict) else {}
+    return {"by_type": by_type or {}, "by_source": by_source, "by_field": count_dict(pick(m, "entities.by_field")) or {},
+            "operators_by_type": {}, "computed_from": "metrics.json" if by_type else "none"}
+
+
+def pii_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
+    anon = stages["anonymized"]
+    ap = params.anonymize
+    ops = {t: _operator_name(o) for t, o in sorted(ap.operators.items())}
+    policy = {"default_operator": ap.default_operator, "operators": ops, "columns": dict(sorted(ap.columns.items())),
+              "score_threshold": ap.score_threshold, "gate_min_score": ap.gate.min_score,
+              "gate_fail_on_residual": ap.gate.fail_on_residual}
+    if not anon.ran and anon.file("gate.json") is None:
+        return _section("pii", "not_run", note=_not_run(anon), notes=anon.notes, policy=policy, entities=None,
+                        gate=None, key_fingerprint=None, sources={})
+    entities = _entity_counts(anon)
+    by_type, computed_from = entities["by_type"], entities["computed_from"]
+    entities["total"] = sum(by_type.values()) if by_type else None
+    m = anon.metrics or {}
+    # cross-check the recount with what the stage reported
+    reported = count_dict(pick(m, "entities_by_type", "entities.by_type", "entity_counts"))
+    if computed_from == "entities.parquet" and reported is not None:
+        rep_src = pick(m, "entities_by_source", "entities.by_source")
+        same = reported == by_type and (not isinstance(rep_src, dict) or not entities["by_source"]
+                                        or {str(k): count_dict(v) or {} for k, v in rep_src.items()}
+                                        == entities["by_source"])
+        checks.add("pii", "pii.entity_counts_match_metrics", same,
+                   "entity counts per type and source, recounted from entities.parquet, equal the anonymize "
+                   "stage's metrics")
+    elif computed_from == "none":
+        checks.add("pii", "pii.entity_counts_available", False,
+                   "no entity counts: entities.parquet and metrics counts are both missing", severity="warning")
+    # operator per type: what entities.parquet records as applied, else the configured one (default for the rest)
+    applied = {}
+    for t in sorted(set(by_type) | set(ops)):
+        seen = entities["operators_by_type"].get(t)
+        applied[t] = ", ".join(f"{op} ({n})" if len(seen) > 1 else op for op, n in seen.items()) if seen \
+            else ops.get(t, ap.default_operator)
+    # the leakage gate
+    g = anon.json("gate.json")
+    gate = None
+    if g is None:
+        checks.add("pii", "pii.gate_result_present", False, "gate.json is missing: the leakage gate result is unknown")
+    else:
+        gate = {
+            "passed": bool(g.get("passed")) if isinstance(g.get("passed"), bool) else None,
+            "residual": count_dict(g.get("residual")) or {},
+            "residual_total": sum((count_dict(g.get("residual")) or {}).values()),
+            "suspects": count_dict(g.get("suspects")) or {},
+            "checked_records": g.get("checked_records") if isinstance(g.get("checked_records"), int) else None,
+            "checked_cells": g.get("checked_cells") if isinstance(g.get("checked_cells"), int) else None,
+            "original_values_checked": g.get("original_values_checked")
+            if isinstance(g.get("original_values_checked"), int) else None,
+            "canaries_checked": g.get("canaries_checked") if isinstance(g.get("canaries_checked"), int) else None,
+            "min_score": clean_number(g.get("min_score")) if isinstance(g.get("min_score"), (int, float)) else None,
+        }
+        checks.add("pii", "pii.leakage_gate_passed", gate["passed"] is True and gate["residual_total"] == 0,
+                   f"leakage gate passed with {gate['residual_total']} residual finding(s)")
+        if gate["canaries_checked"] == 0:
+            checks.add("pii", "pii.canaries_checked", False,
+                       "the gate checked no canaries (no ground truth given to anonymize)", severity="warning")
+    fp = pick(m, "key_fingerprint", "pseudonym_key_fingerprint", "pseudonym.key_fingerprint")
+    fp = fp if isinstance(fp, str) and re.fullmatch(r"[0-9a-f]{8,64}", fp) else None
+    env_match = None
+    if fp:
+        try:
+            from pipeline.anonymize.pseudonym import KEY_ENV, key_fingerprint
+
+            raw = os.environ.get(KEY_ENV)
+            env_match = (key_fingerprint(raw.encode("utf-8")) == fp) if raw else None
+        except Exception:  # noqa: BLE001 - pseudonym module unavailable: nothing to compare
+            env_match = None
+    return _section("pii", checks.status("pii"), policy=policy, operators_applied=applied, entities=entities,
+                    gate=gate, key_fingerprint=fp, key_matches_environment=env_match,
+                    sources=_ledger_sources(anon.ledger), stage_metrics=numeric_leaves(m), notes=anon.notes)
+
+
+def _label_balance(df: Any, by: str = "source") -> dict[str, dict[str, Any]]:
+    """{group: {n, fraud, legit, unlabeled, prevalence}} from a frame with `label` and `by` columns."""
+    out: dict[str, dict[str, Any]] = {}
+    if df is None:
+        return out
+    import pandas as pd
+
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    keys = df[by].astype(str) if by in df.columns else pd.Series(["all"] * len(df))
+    for name in sorted(set(keys)):
+        sel = labels[keys == name]
+        fraud, legit = int((sel == 1).sum()), int((sel == 0).sum())
+        out[name] = {"n": int(len(sel)), "fraud": fraud, "legit": legit, "unlabeled": int(sel.isna().sum()),
+                     "prevalence": prevalence(fraud, legit)}
+    return out
+
+
+def _queue_examples(q: StageDir, n: int) -> list[dict[str, Any]]:
+    """Up to n anonymized reviewer-queue texts (off by default); every value is HTML-escaped when rendered."""
+    if n <= 0:
+        return []
+    df = q.parquet_columns("review_queue.parquet", ["record_id", "text"],
+                           optional=["source", "label", "given_label", "suggested_label", "label_quality", "reason"])
+    if df is None:
+        return []
+    df = df.sort_values("record_id").head(n)
+    out = []
+    for row in df.to_dict("records"):
+        ex = {"record_id": str(row["record_id"]), "text": str(row["text"])[:500]}
+        for k in ("source", "reason"):
+            if k in row and row[k] is not None:
+                ex[k] = str(row[k])
+        for k in ("label", "given_label", "suggested_label", "label_quality"):
+            if k in row:
+                ex[k] = clean_number(row[k]) if row[k] == row[k] else None
+        out.append(ex)
+    return out
+
+
+def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
+    q, anon = stages["quality"], stages["anonymized"]
+    qp = params.quality
+    policy = {"policy": qp.policy, "k_folds": qp.k_folds, "relabel_threshold": qp.relabel_threshold,
+              "shortcut_auc_warn": qp.shortcut_auc_warn}
+    before = _label_balance(anon.parquet_columns("records.parquet", ["source", "label"]))
+    if not q.ran:
+        return _section("quality", "not_run", note=_not_run(q), notes=q.notes, policy=policy,
+                        class_balance={"before": before, "after": {}}, label_issues=None, decisions={},
+                        reviewer_queue=None, shortcut=None, examples=[])
+    m = q.metrics or {}
+    after = _label_balance(q.parquet_columns("records.parquet", ["source", "label"]))
+    issues = pick(m, "label_issues.found", "label_issues.n", "label_issues", "n_label_issues", "issues.label")
+    issues = int(issues) if isinstance(issues, (int, float)) and not isinstance(issues, bool) else None
+    decisions = count_dict(pick(m, "decisions", "label_issues.decisions", "decision_counts"))
+    if decisions is None:
+        sc = q.parquet_columns("scores.parquet", ["decision"])
+        if sc is not None:
+            decisions = dict(sorted(Counter(str(d) for d in sc["decision"]).items()))
+    queue = q.parquet_rows("review_queue.parquet")
+    queue_reported = pick(m, "review_queue", "reviewer_queue", "review_queue_size", "queue_size")
+    if isinstance(queue_reported, dict):
+        queue_reported = pick(queue_reported, "size", "n")
+    if queue is None and isinstance(queue_reported, int):
+        queue = queue_reported
+    elif queue is not None and isinstance(queue_reported, int) and not isinstance(queue_reported, bool):
+        checks.add("quality", "quality.review_queue_matches_metrics", queue == queue_reported,
+                   "reviewer queue rows in review_queue.parquet equal the stage's reported queue size")
+    auc = pick(m, "shortcut.auc", "shortcut_auc", "shortcut.roc_auc")
+    auc = clean_number(auc) if isinstance(auc, (int, float)) and not isinstance(auc, bool) else None
+    shortcut = None
+    if auc is not None:
+        warn = auc >= qp.shortcut_auc_warn
+        shortcut = {"auc": auc, "warn_at": qp.shortcut_auc_warn, "warning": warn,
+                    "features": [f for f in (pick(m, "shortcut.features") or []) if safe_scalar(f)[0]][:20]
+                    if isinstance(pick(m, "shortcut.features"), list) else []}
+        checks.add("quality", "quality.no_shortcut", not warn,
+                   f"metadata-only model AUC {auc} is below the warning level {qp.shortcut_auc_warn}",
+                   severity="warning")
+    if before and after:
+        n_before = sum(v["n"] for v in before.values())
+        n_after = sum(v["n"] for v in after.values())
+        dropped = sum(_ledger_sources(q.ledger).get(s, {}).get("dropped", 0) for s in before) if q.ledger else 0
+        quarantined = sum(_ledger_sources(q.ledger).get(s, {}).get("quarantined", 0) for s in before) if q.ledger \
+            else 0
+        checks.add("quality", "quality.records_accounted", n_before == n_after + dropped + quarantined,
+                   f"records before quality ({n_before}) = after ({n_after}) + dropped ({dropped})"
+                   f" + quarantined ({quarantined})")
+    return _section("quality", checks.status("quality"), policy=policy, label_issues=issues,
+                    decisions=decisions or {}, reviewer_queue=queue, shortcut=shortcut,
+                    class_balance={"before": before, "after": after}, sources=_ledger_sources(q.ledger),
+                    examples=_queue_examples(q, params.report.queue_examples),
+                    stage_metrics=numeric_leaves(m), notes=q.notes)
+
+
+def split_frames(sp: StageDir) -> dict[str, Any]:
+    frames = {}
+    for name in SPLIT_NAMES:
+        df = sp.parquet_columns(f"{name}.parquet", ["label"], optional=["group_id", "source"])
+        if df is not None:
+            frames[name] = df
+    return frames
+
+
+def splits_section(stages: dict[str, StageDir], params: Params, checks: Checks, frames: dict[str, Any]) -> dict:
+    sp = stages["splits"]
+    spp = params.split
+    policy = {"test_size": spp.test_size, "val_size": spp.val_size, "time_based": spp.time_based,
+              "rebalance": spp.rebalance, "target_ratio": spp.target_ratio}
+    if not sp.ran and not frames:
+        return _section("splits", "not_run", note=_not_run(sp), notes=sp.notes, policy=policy, splits={},
+                        group_overlap=None, class_balance={})
+    m = sp.metrics or {}
+    splits: dict[str, dict[str, Any]] = {}
+    groups: dict[str, set] = {}
+    for name, df in frames.items():
+        bal = _label_balance(df, by="__none__")["all"]
+        bal["by_source"] = _label_balance(df, "source") if "source" in df.columns else {}
+        if "group_id" in df.columns:
+            groups[name] = set(df["group_id"].dropna().astype(str))
+            bal["groups"] = len(groups[name])
+        splits[name] = bal
+    overlap = None
+    if len(groups) >= 2:
+        overlap = {}
+        names = [n for n in SPLIT_NAMES if n in groups]
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                overlap[f"{a}/{b}"] = len(groups[a] & groups[b])
+        checks.add("splits", "splits.no_group_overlap", sum(overlap.values()) == 0,
+                   "no pseudonymous customer id appears in two splits")
+    elif frames:
+        checks.add("splits", "splits.group_overlap_checkable", False,
+                   "split files carry no group_id column: group overlap not checked", severity="warning")
+    for name, s in splits.items():
+        if s["fraud"] < spp.min_minority_per_split or s["legit"] == 0:
+            checks.add("splits", f"splits.{name}_has_both_classes", False,
+                       f"{name} has {s['fraud']} fraud / {s['legit']} legitimate records "
+                       f"(minimum minority {spp.min_minority_per_split})", severity="warning")
+    # rebalancing: before/after counts per split, as the stage reported them (train changes, the others must not)
+    class_balance: dict[str, dict[str, Any]] = {}
+    raw = pick(m, "class_balance", "balance", "rebalance")
+    if isinstance(raw, dict):
+        for name in SPLIT_NAMES:
+            entry = raw.get(name)
+            if isinstance(entry, dict):
+                cb = {}
+                for phase in ("before", "after"):
+                    v = entry.get(phase)
+                    if isinstance(v, dict):
+                        fr = pick(v, "fraud", "1", "positive")
+                        lg = pick(v, "legit", "0", "negative")
+                        if isinstance(fr, int) and isinstance(lg, int):
+                            cb[phase] = {"fraud": fr, "legit": lg, "prevalence": prevalence(fr, lg)}
+                if cb:
+                    class_balance[name] = cb
+    if not class_balance and "train" in splits:
+        class_balance["train"] = {"after": {"fraud": splits["train"]["fraud"], "legit": splits["train"]["legit"],
+                                            "prevalence": splits["train"]["prevalence"]}}
+    # sizes: recount against the split ledger's accepted totals
+    if sp.ledger and splits:
+        acc = _totals(_ledger_sources(sp.ledger))["accepted"]
+        ext = pick(sp.ledger, "splits", "sizes")
+        if isinstance(ext, dict) and count_dict(ext):
+            rep = count_dict(ext)
+            mine = {n: s["n"] for n, s in splits.items()}
+            checks.add("splits", "splits.sizes_match_ledger", all(rep.get(n) == v for n, v in mine.items()),
+                       "split sizes recounted from the split files equal the split ledger")
+        elif spp.rebalance in ("none", "class_weight"):
+            checks.add("splits", "splits.sizes_match_ledger", acc == sum(s["n"] for s in splits.values()),
+                       f"records in the split files ({sum(s['n'] for s in splits.values())}) equal the split "
+                       f"ledger's accepted total ({acc})")
+    return _section("splits", checks.status("splits"), policy=policy, splits=splits, group_overlap=overlap,
+                    class_balance=class_balance, sources=_ledger_sources(sp.ledger),
+                    stage_metrics=numeric_leaves(m), notes=sp.notes)
+
+
+def split_source_counts(frames: dict[str, Any]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for name, df in frames.items():
+        if "source" not in df.columns:
+            return {}
+        for src, n in Counter(df["source"].astype(str)).items():
+            out.setdefault(src, {"total": 0})
+            out[src][name] = n
+            out[src]["total"] += n
+    return out
+
+
+_VARIANT_KEYS = ("name", "variant", "method")
+_METRIC_PREFS = ("pr_auc", "roc_auc", "f1", "precision", "recall", "accuracy", "loss", "threshold")
+
+
+def _variants(m: dict) -> list[dict[str, Any]]:
+    raw = pick(m, "variants", "table", "compression_table", "results")
+    rows = []
+    if isinstance(raw, dict):
+        raw = [{"name": k, **v} for k, v in raw.items() if isinstance(v, dict)]
+    if not isinstance(raw, list):
+        return rows
+    for v in raw:
+        if not isinstance(v, dict):
+            continue
+        name = next((v[k] for k in _VARIANT_KEYS if isinstance(v.get(k), str)), None)
+        if name is None or not safe_scalar(name)[0]:
+            continue
+        row: dict[str, Any] = {"name": name}
+        for k, val in sorted(v.items()):
+            if k in _VARIANT_KEYS:
+                continue
+            keep, val = safe_scalar(val)
+            if keep:
+                row[k] = val
+        rows.append(row)
+    return rows[:30]
+
+
+def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
+    from pipeline.io import sha256_tree
+
+    lora, comp, sp = stages["lora"], stages["compressed"], stages["splits"]
+    tp = params.train
+    config = {"base_model": tp.base_model, "epochs": tp.epochs, "lora_r": tp.lora_r, "lora_alpha": tp.lora_alpha,
+              "target_modules": list(tp.target_modules), "max_length": tp.max_length,
+              "pr_auc_budget": params.compress.pr_auc_budget}
+    if not lora.ran and not comp.ran:
+        return _section("model", "not_run", note=_not_run(lora), notes=lora.notes + comp.notes, config=config,
+                        training_data=None, metrics={}, compression=None)
+    m = lora.metrics or {}
+    recorded = pick(m, "data_sha256", "train_data_sha256", "data_version", "splits_sha256", "dataset_sha256",
+                    "data.sha256")
+    if recorded is None:  # the train stage keeps its provenance in training_args.json
+        recorded = pick(lora.json("training_args.json") or {}, "data_version.dataset_sha256", "data_version")
+    recorded = recorded if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{16,64}", recorded) else None
+    current = sha256_tree(sp.path / "dataset") if (sp.path / "dataset").is_dir() else None
+    training = {"recorded_sha256": recorded, "current_splits_sha256": current,
+                "matches": (recorded == current) if recorded and current else None}
+    if training["matches"] is not None:
+        checks.add("model", "model.trained_on_current_splits", training["matches"],
+                   "the data hash recorded by training equals the current splits/dataset hash")
+    metrics: dict[str, Any] = {}
+    for scope in ("test", "validation", "eval", ""):
+        if not scope and metrics:  # top-level keys only when the stage has no per-split blocks
+            break
+        sub = m.get(scope) if scope else m
+        if isinstance(sub, dict):
+            for k in _METRIC_PREFS:
+                for cand in (k, f"eval_{k}", f"test_{k}"):
+                    v = sub.get(cand)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        metrics.setdefault(f"{scope or 'overall'}.{k}", clean_number(v))
+    compression = None
+    if comp.ran:
+        cm = comp.metrics or {}
+        rows = _variants(cm)
+        chosen = pick(cm, "chosen", "chosen.name", "selected", "chosen_variant")
+        if isinstance(chosen, dict):
+            chosen = next((chosen[k] for k in _VARIANT_KEYS if isinstance(chosen.get(k), str)), None)
+        chosen = chosen if isinstance(chosen, str) and safe_scalar(chosen)[0] else None
+        reference = pick(cm, "reference")
+        reference = reference if isinstance(reference, str) and safe_scalar(reference)[0] else None
+        compression = {"variants": rows, "chosen": chosen, "reference": reference,
+                       "pr_auc_budget": params.compress.pr_auc_budget}
+        if chosen and rows:
+            base = next((r for ref in (reference, "fp32", "full", "merged", "lora") for r in rows if r["name"] == ref),
+                        rows[0])
+            ch = next((r for r in rows if r["name"] == chosen), None)
+            if ch and isinstance(ch.get("pr_auc"), (int, float)) and isinstance(base.get("pr_auc"), (int, float)):
+                drop = clean_number(base["pr_auc"] - ch["pr_auc"])
+                compression["pr_auc_drop"] = drop
+                checks.add("model", "model.chosen_within_budget", drop <= params.compress.pr_auc_budget + 1e-9,
+                           f"chosen artifact {chosen!s} loses {drop} PR-AUC against {base['name']} "
+                           f"(budget {params.compress.pr_auc_budget})")
+    return _section("model", checks.status("model"), config=config, training_data=training, metrics=metrics,
+                    compression=compression, model_card=lora.file("model_card.md") is not None,
+                    stage_metrics={**{f"train.{k}": v for k, v in numeric_leaves(m).items()},
+                                   **{f"compress.{k}": v for k, v in numeric_leaves(comp.metrics or {}).items()}},
+                    notes=lora.notes + comp.notes)
+
+
+# -------------------------------------------------------------------------------------------------- changes
+
+
+def comparables(report: dict) -> dict[str, Any]:
+    """The numbers two reports are compared on (dotted key -> number); tolerant of older report layouts."""
+    out: dict[str, Any] = {}
+    sec = report.get("sections") or {}
+    for name, s in ((sec.get("sources") or {}).get("sources") or {}).items():
+        for k in LEDGER_KEYS:
+            if isinstance(s.get(k), int):
+                out[f"sources.{name}.{k}"] = s[k]
+    pii = sec.get("pii") or {}
+    for t, n in ((pii.get("entities") or {}).get("by_type") or {}).items():
+        out[f"pii.entities.{t}"] = n
+    for t, n in ((pii.get("gate") or {}).get("residual") or {}).items():
+        out[f"pii.gate.residual.{t}"] = n
+    q = sec.get("quality") or {}
+    if isinstance(q.get("label_issues"), int):
+        out["quality.label_issues"] = q["label_issues"]
+    if isinstance(q.get("reviewer_queue"), int):
+        out["quality.reviewer_queue"] = q["reviewer_queue"]
+    for d, n in (q.get("decisions") or {}).items():
+        out[f"quality.decisions.{d}"] = n
+    for name, s in ((sec.get("splits") or {}).get("splits") or {}).items():
+        for k in ("n", "fraud", "legit", "prevalence", "groups"):
+            if isinstance(s.get(k), (int, float)):
+                out[f"splits.{name}.{k}"] = s[k]
+    for k, v in ((sec.get("model") or {}).get("metrics") or {}).items():
+        out[f"model.{k}"] = v
+    return out
+
+
+def changes_section(current: dict, previous: Optional[dict], previous_note: Optional[str]) -> dict:
+    if previous is not None:
+        try:
+            a = comparables(previous)
+        except (AttributeError, TypeError):
+            previous, previous_note = None, "the previous report has an unknown layout; not compared."
+    if previous is None:
+        return _section("changes", "not_run", note=previous_note or "no previous report: this is the first version.",
+                        previous=None, rows=[], unchanged=0, files_changed=[])
+    a = {k: v for k, v in a.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    b = comparables(current)
+    rows = []
+    unchanged = 0
+    for k in sorted(set(a) | set(b)):
+        pa, pb = a.get(k), b.get(k)
+        if pa == pb:
+            unchanged += 1
+            continue
+        delta = clean_number(pb - pa) if isinstance(pa, (int, float)) and isinstance(pb, (int, float)) else None
+        rows.append({"metric": k, "previous": pa, "current": pb, "delta": delta})
+    prun = previous.get("run") if isinstance(previous.get("run"), dict) else {}
+    pdv = prun.get("data_versions") if isinstance(prun.get("data_versions"), list) else []
+    prev_files = {d.get("path"): d.get("sha256") for d in pdv if isinstance(d, dict) and isinstance(d.get("path"), str)}
+    cur_files = {d["path"]: d.get("sha256") for d in current["run"]["data_versions"]}
+    files_changed = [{"path": p, "change": "added" if p not in prev_files else "removed" if p not in cur_files
+                      else "changed"}
+                     for p in sorted(set(prev_files) | set(cur_files)) if prev_files.get(p) != cur_files.get(p)]
+    pcode = prun.get("code_version") if isinstance(prun.get("code_version"), dict) else {}
+    info = {"generated_at": prun.get("generated_at") if isinstance(prun.get("generated_at"), str) else None,
+            "git_sha": pcode.get("git_sha") if isinstance(pcode.get("git_sha"), str) else None,
+            "params_hash": prun.get("params_hash") if isinstance(prun.get("params_hash"), str) else None}
+    info["params_changed"] = info["params_hash"] != current["run"]["params_hash"]
+    info["code_changed"] = info["git_sha"] != current["run"]["code_version"]["git_sha"]
+    return _section("changes", "ok", previous=info, rows=rows, unchanged=unchanged, files_changed=files_changed)
+
+
+# ---------------------------------------------------------------------------------------------------- build
+
+
+def build_report(params: Params, previous: Optional[dict], previous_note: Optional[str],
+                 signing: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(report.json document, described artifacts with absolute paths under '_abs' for the manifest)."""
+    stages = load_stages(params)
+    checks = Checks()
+    frames = split_frames(stages["splits"])
+    artifacts = describe_artifacts(stages)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "title": params.report.title,
+        "run": {
+            "generated_at": utc_now(),
+            "code_version": git_version(),
+            "params_hash": params.digest(),
+            "params": params.model_dump(mode="json"),
+            "libraries": library_versions(),
+            "stages": {sd.stage: {"path": display_path(sd.path), "ran": sd.ran,
+                                  "ledger": sd.ledger is not None, "metrics": sd.metrics is not None}
+                       for sd in stages.values()},
+            "data_versions": [{k: v for k, v in a.items() if k != "_abs"} for a in artifacts],
+        },
+    }
+    sections = {
+        "sources": sources_section(stages, checks, split_source_counts(frames)),
+        "pii": pii_section(stages, params, checks),
+        "quality": quality_section(stages, params, checks),
+        "splits": splits_section(stages, params, checks, frames),
+        "model": model_section(stages, params, checks),
+    }
+    run_t = SECTIONS["run"]
+    report["run"].update(guarantee=run_t["guarantee"], how_checked=run_t["how_checked"],
+                         references=run_t["references"])
+    report["sections"] = sections
+    report["sections"]["changes"] = changes_section(report, previous, previous_note)
+    report["sections"]["integrity"] = _section("integrity", "ok", manifest="manifest.json",
+                                               signed=bool(signing.get("signed")),
+                                               public_key_fingerprint=signing.get("public_key_fingerprint"),
+                                               verify_command="fraudslm verify-report <report folder>")
+    report["checks"] = checks.items
+    failed = [c for c in checks.items if c["passed"] is False and c["severity"] == "error"]
+    warned = [c for c in checks.items if c["passed"] is False and c["severity"] != "error"]
+    # "changes" not run only means this is the first version: not a reason for attention
+    not_run = [k for k, s in sections.items() if s["status"] == "not_run" and k != "changes"]
+    report["summary"] = {
+        "overall": "fail" if failed else "attention" if (warned or not_run) else "pass",
+        "checks_passed": sum(1 for c in checks.items if c["passed"] is True),
+        "checks_failed": len(failed),
+        "warnings": len(warned),
+        "sections_not_run": not_run,
+    }
+    report["signoff"] = {"reviewer_name": "", "role": "", "date": "", "decision": "", "signature": "",
+                         "comments": ""}
+    return report, artifacts

@@ -1,0 +1,242 @@
+"""Contract: dvc.yaml, params.yaml, the config models, the CLI, the data contracts, the remotes and prefect.yaml
+agree with each other. Static checks only (no stage runs): fast."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import Params, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+DVC_YAML = ROOT / "dvc.yaml"
+PARAMS_YAML = ROOT / "params.yaml"
+CONTRACTS = ROOT / "docs" / "data_contracts.md"
+RESTRICTED_PATH_KEYS = ("raw", "ground_truth", "ingested")
+
+
+@pytest.fixture(scope="module")
+def dvc_doc() -> dict:
+    return yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def params_doc() -> dict:
+    return yaml.safe_load(PARAMS_YAML.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def index():
+    """dvc.yaml as DVC resolves it: {stage: {"cmd", "deps", "outs": {path: out}, "params"}}."""
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    stages = {}
+    with Repo(str(ROOT)) as r:
+        root = Path(r.root_dir).resolve()
+        for s in r.index.stages:
+            if not isinstance(s, PipelineStage):
+                continue
+            rel = lambda o: str(Path(o.fs_path).resolve().relative_to(root))  # noqa: E731
+            stages[s.name] = {
+                "cmd": s.cmd,
+                "deps": [rel(d) for d in s.deps if not hasattr(d, "params")],
+                "outs": {rel(o): o for o in s.outs},
+            }
+    return stages
+
+
+def _lookup(doc: dict, dotted: str):
+    cur = doc
+    for key in dotted.split("."):
+        if not isinstance(cur, dict) or key not in cur:
+            raise KeyError(dotted)
+        cur = cur[key]
+    return cur
+
+
+def test_params_yaml_validates():
+    p = load_params(PARAMS_YAML)
+    assert isinstance(p, Params)
+
+
+def test_every_template_resolves_in_params(params_doc):
+    refs = re.findall(r"\$\{([^}]+)\}", DVC_YAML.read_text(encoding="utf-8"))
+    assert refs, "dvc.yaml should template its paths from params.yaml"
+    missing = []
+    for ref in sorted(set(refs)):
+        try:
+            value = _lookup(params_doc, ref.strip())
+        except KeyError:
+            missing.append(ref)
+            continue
+        assert isinstance(value, (str, int, float)), f"${{{ref}}} is not a scalar"
+    assert not missing, f"unresolved in params.yaml: {missing}"
+
+
+def test_paths_declared_once(dvc_doc, params_doc):
+    """No data path is spelled out in dvc.yaml: every one comes from params.yaml `paths`."""
+    text = DVC_YAML.read_text(encoding="utf-8")
+    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    for value in params_doc["paths"].values():
+        assert value not in body, f"{value} is hard-coded in dvc.yaml; use ${{paths.*}}"
+
+
+def test_stage_params_sections_exist(dvc_doc):
+    fields = set(Params.model_fields)
+    for name, stage in dvc_doc["stages"].items():
+        for entry in stage.get("params", []):
+            keys = [entry] if isinstance(entry, str) else [k for v in entry.values() for k in v]
+            for key in keys:
+                assert key.split(".")[0] in fields, f"stage {name}: params {key!r} is not a Params section"
+                if key.split(".")[0] not in ("seed",):
+                    assert key.split(".")[0] in (name, "seed"), f"stage {name} depends on another section: {key}"
+
+
+def test_stage_params_are_own_section(dvc_doc):
+    """quality.* changes rerun quality and what follows, never ingest or anonymize."""
+    for name, stage in dvc_doc["stages"].items():
+        sections = {(e if isinstance(e, str) else "").split(".")[0] for e in stage.get("params", [])}
+        assert sections <= {name, "seed"}, f"{name}: {sections}"
+
+
+def test_cli_commands_and_options_exist(index):
+    import typer.main
+
+    from pipeline.cli import app
+
+    group = typer.main.get_command(app)
+    for name, stage in index.items():
+        argv = shlex.split(stage["cmd"])
+        assert argv[0] == "fraudslm", f"{name}: stages call the CLI"
+        cmd = group.commands.get(argv[1])
+        assert cmd is not None, f"{name}: no CLI command {argv[1]!r}"
+        opts = {o for p in cmd.params for o in p.opts}
+        for flag in (a for a in argv[2:] if a.startswith("--")):
+            assert flag in opts, f"{name}: {argv[1]} has no option {flag}"
+
+
+def test_every_stage_writes_ledger_and_git_tracked_metrics(index, params_doc):
+    for name, stage in index.items():
+        argv = shlex.split(stage["cmd"])
+        out_dir = argv[argv.index("--out") + 1]
+        metrics = [p for p, o in stage["outs"].items() if o.metric]
+        assert f"{out_dir}/ledger.json" in stage["outs"], f"{name}: ledger.json not declared"
+        assert metrics == [f"{out_dir}/metrics.json"], f"{name}: metrics {metrics}"
+        assert not stage["outs"][f"{out_dir}/metrics.json"].use_cache, f"{name}: metrics must be cache: false"
+
+
+def test_metrics_in_git_data_ignored(index):
+    """metrics.json (cache: false) are committed with dvc.lock; every cached output stays out of git."""
+    for name, stage in index.items():
+        for path, out in stage["outs"].items():
+            ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+            assert ignored == out.use_cache, f"{name}: {path} {'ignored' if ignored else 'not ignored'} by git"
+
+
+def test_remotes_keep_raw_pii_apart(index, params_doc):
+    """Outputs holding raw PII go to the restricted remote (also the default), all others to shared."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as r:
+        remotes = r.config["remote"]
+        assert {"restricted", "shared"} <= set(remotes)
+        assert r.config["core"].get("remote") == "restricted", "default remote must be restricted (fail closed)"
+        assert remotes["restricted"]["url"] != remotes["shared"]["url"]
+    restricted = tuple(params_doc["paths"][k] for k in RESTRICTED_PATH_KEYS)
+    for name, stage in index.items():
+        for path, out in stage["outs"].items():
+            if not out.use_cache:
+                continue
+            want = "restricted" if path.startswith(restricted) else "shared"
+            assert out.remote == want, f"{name}: {path} -> remote {out.remote!r}, want {want!r}"
+    for key in ("raw", "ground_truth"):
+        dvc_file = ROOT / f"{params_doc['paths'][key]}.dvc"
+        if dvc_file.exists():
+            outs = yaml.safe_load(dvc_file.read_text())["outs"]
+            assert all(o.get("remote") == "restricted" for o in outs), dvc_file
+
+
+def _contract_outputs() -> dict[str, set[str]]:
+    """{folder: {file or subfolder/}} named in docs/data_contracts.md, from the sections whose heading names a
+    data/ path."""
+    result: dict[str, set[str]] = {}
+    sections = re.split(r"^## ", CONTRACTS.read_text(encoding="utf-8"), flags=re.M)[1:]
+    for section in sections:
+        heading, _, body = section.partition("\n")
+        paths = [t for t in re.findall(r"`([^`]+)`", heading) if t.startswith("data/")]
+        if not paths:
+            continue
+        head = paths[0].rstrip("/")
+        folder = head if not Path(head).suffix else str(Path(head).parent)
+        names = set()
+        if Path(head).suffix:
+            names.add(Path(head).name)
+        for token in re.findall(r"`([^`\s]+)`", body):
+            if re.fullmatch(r"[\w.-]+\.(parquet|json|csv|md|html|sig|png)", token) or re.fullmatch(r"[\w-]+/", token):
+                names.add(token)
+        result[folder] = names
+    return result
+
+
+def test_contract_outputs_are_declared(index, params_doc):
+    contract = _contract_outputs()
+    assert params_doc["paths"]["ingested"] in contract and params_doc["paths"]["anonymized"] in contract
+    outs = {p for s in index.values() for p in s["outs"]}
+    deps = {p for s in index.values() for p in s["deps"]}
+    missing = []
+    for folder, names in contract.items():
+        if folder in (params_doc["paths"]["raw"], params_doc["paths"]["ground_truth"]):
+            assert folder in deps, f"{folder}: inputs must be a stage dependency (tracked by {folder}.dvc)"
+            continue
+        for name in sorted(names):
+            path = f"{folder}/{name.rstrip('/')}"
+            if not any(path == o or path.startswith(o + "/") for o in outs):
+                missing.append(path)
+    assert not missing, f"in docs/data_contracts.md but not declared in dvc.yaml: {missing}"
+
+
+def test_code_dependencies_exist(index):
+    for name, stage in index.items():
+        for dep in stage["deps"]:
+            if dep.startswith(("pipeline", "schemas")):
+                assert (ROOT / dep).exists(), f"{name}: code dependency {dep} missing"
+
+
+def test_stage_order_comes_from_dvc():
+    from pipeline.dvcops import stage_order
+
+    order = stage_order(ROOT)
+    assert order[:2] == ["ingest", "anonymize"] and order[-1] == "report"
+    assert order.index("quality") < order.index("split") < order.index("train") < order.index("compress")
+
+
+def test_plots_registered(dvc_doc, params_doc):
+    plots = [p if isinstance(p, str) else next(iter(p)) for p in dvc_doc.get("plots", [])]
+    for key in ("quality", "splits", "lora", "compressed"):
+        assert f"${{paths.{key}}}/plots" in plots
+
+
+def test_prefect_yaml_matches_flows():
+    from flows.deployments import build_deployments, load_flow, load_specs
+
+    specs = load_specs()
+    text = (ROOT / "prefect.yaml").read_text(encoding="utf-8")
+    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    assert "FRAUDSLM_PSEUDONYM_KEY" not in body and "prefect.blocks.secret" not in body, "no secret in prefect.yaml"
+    names = {s["name"] for s in specs}
+    assert {"nightly", "ingest-watch"} <= names
+    for spec in specs:
+        fn = load_flow(spec["entrypoint"])
+        accepted = set(inspect.signature(fn.fn).parameters)
+        assert set(spec.get("parameters") or {}) <= accepted, spec["name"]
+    nightly = next(s for s in specs if s["name"] == "nightly")
+    assert nightly["schedules"][0]["cron"] == "0 2 * * *" and nightly["schedules"][0]["timezone"]
+    deployments = build_deployments()
+    assert {d.name for d in deployments} == names

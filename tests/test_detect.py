@@ -1,0 +1,417 @@
+"""PII detection: golden lines per type and format, negatives, span resolution, offline guard, detect-pii CLI,
+robustness (Unicode, control characters, 1 MB input), and quality floors on the demo and presidio-research data.
+
+Real Presidio + the installed spaCy model; the detector is built once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.anonymize.detect import Detector, Span, build_detector, resolve_spans
+from pipeline.anonymize import validators as v
+from pipeline.config import REPO_ROOT, load_params
+from pipeline.errors import ConfigError
+
+PARAMS = REPO_ROOT / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def params():
+    p = load_params(PARAMS)
+    return p.model_copy(update={"anonymize": p.anonymize.model_copy(update={"registry": str(REPO_ROOT / p.anonymize.registry)})})
+
+
+@pytest.fixture(scope="module")
+def det(params) -> Detector:
+    return build_detector(params.anonymize)
+
+
+@pytest.fixture(scope="module")
+def det_eval(det, params) -> Detector:
+    return det.for_entities(list(params.anonymize.entities) + list(params.anonymize.eval_extra_entities))
+
+
+def _find(spans: list[Span], text: str, value: str) -> list[Span]:
+    s = text.index(value)
+    e = s + len(value)
+    return [sp for sp in spans if sp.start < e and sp.end > s]
+
+
+def _covered(spans: list[Span], text: str, value: str, typ: str | None = None) -> bool:
+    s = text.index(value)
+    e = s + len(value)
+    cov = sum(max(0, min(e, sp.end) - max(s, sp.start)) for sp in spans if typ is None or sp.type == typ)
+    return cov == e - s
+
+
+# ------------------------------------------------------------------------------------------- golden lines
+GOLDEN = [
+    # cards: 4-4-4-4 spaces / dashes, compact, Amex 4-6-5, Discover
+    ("Card 4111 1111 1111 1111 was declined", "CREDIT_CARD", "4111 1111 1111 1111"),
+    ("my card is 4111-1111-1111-1111.", "CREDIT_CARD", "4111-1111-1111-1111"),
+    ("charged on 4111111111111111 twice", "CREDIT_CARD", "4111111111111111"),
+    ("amex 3782 822463 10005 exp soon", "CREDIT_CARD", "3782 822463 10005"),
+    ("amex 3782-822463-10005", "CREDIT_CARD", "3782-822463-10005"),
+    ("pan 378282246310005", "CREDIT_CARD", "378282246310005"),
+    ("Discover 6011 0009 9013 9424 blocked", "CREDIT_CARD", "6011 0009 9013 9424"),
+    ("Mastercard 5555555555554444", "CREDIT_CARD", "5555555555554444"),
+    # IBAN: spaced and compact, DE / GB / FR / NL, lower case
+    ("Please send it to DE89 3704 0044 0532 0130 00 today", "IBAN_CODE", "DE89 3704 0044 0532 0130 00"),
+    ("IBAN DE89370400440532013000.", "IBAN_CODE", "DE89370400440532013000"),
+    ("GB29 NWBK 6016 1331 9268 19 is my account", "IBAN_CODE", "GB29 NWBK 6016 1331 9268 19"),
+    ("to GB29NWBK60161331926819 please", "IBAN_CODE", "GB29NWBK60161331926819"),
+    ("IBAN: FR14 2004 1010 0505 0001 3M02 606", "IBAN_CODE", "FR14 2004 1010 0505 0001 3M02 606"),
+    ("compte FR1420041010050500013M02606", "IBAN_CODE", "FR1420041010050500013M02606"),
+    ("NL91ABNA0417164300 (ABN)", "IBAN_CODE", "NL91ABNA0417164300"),
+    ("rekening NL91 ABNA 0417 1643 00 en", "IBAN_CODE", "NL91 ABNA 0417 1643 00"),
+    ("my iban is gb29nwbk60161331926819", "IBAN_CODE", "gb29nwbk60161331926819"),
+    # SWIFT / BIC with context
+    ("BIC: DEUTDEFF for the transfer", "SWIFT_CODE", "DEUTDEFF"),
+    ("SWIFT code NWBKGB2LXXX", "SWIFT_CODE", "NWBKGB2LXXX"),
+    # ABA routing, bank account
+    ("routing number 021000021 and", "ABA_ROUTING", "021000021"),
+    ("ABA: 011401533", "ABA_ROUTING", "011401533"),
+    ("account number 12345678 was debited", "US_BANK_NUMBER", "12345678"),
+    ("acct 987654321012", "US_BANK_NUMBER", "987654321012"),
+    ("a/c no. 00123456", "US_BANK_NUMBER", "00123456"),
+    # expiry, CVV
+    ("card exp 09/27 ok", "CARD_EXPIRY", "09/27"),
+    ("valid thru 12/2026", "CARD_EXPIRY", "12/2026"),
+    ("CVV 123", "CVV", "123"),
+    ("the security code is 4321.", "CVV", "4321"),
+    # SSN
+    ("SSN 536-22-1234", "US_SSN", "536-22-1234"),
+    ("social security number 536 22 1234", "US_SSN", "536 22 1234"),
+    ("ssn: 536221234", "US_SSN", "536221234"),
+    # phones: US, UK, DE, FR, international
+    ("call me at (212) 736-5000 tomorrow", "PHONE_NUMBER", "(212) 736-5000"),
+    ("phone 202-555-0143", "PHONE_NUMBER", "202-555-0143"),
+    ("UK office 020 7946 0958", "PHONE_NUMBER", "020 7946 0958"),
+    ("mobile +44 7911 123456", "PHONE_NUMBER", "+44 7911 123456"),
+    ("Tel. 030 12345678", "PHONE_NUMBER", "030 12345678"),
+    ("Handy +49 151 23456789", "PHONE_NUMBER", "+49 151 23456789"),
+    ("appelez le 01 23 45 67 89", "PHONE_NUMBER", "01 23 45 67 89"),
+    ("+33 1 23 45 67 89", "PHONE_NUMBER", "+33 1 23 45 67 89"),
+    ("whatsapp +34 612 345 678", "PHONE_NUMBER", "+34 612 345 678"),
+    ("reach me on +31 6 12345678", "PHONE_NUMBER", "+31 6 12345678"),
+    # addresses
+    ("I live at 221B Baker Street, London NW1 6XE now", "STREET_ADDRESS", "221B Baker Street, London NW1 6XE"),
+    ("send to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "STREET_ADDRESS",
+     "1600 Pennsylvania Avenue NW, Washington, DC 20500"),
+    ("Adresse: Hauptstraße 12, 10115 Berlin", "STREET_ADDRESS", "Hauptstraße 12, 10115"),
+    ("moved to Iwan-Kohl-Ring 224.", "STREET_ADDRESS", "Iwan-Kohl-Ring 224"),
+    ("chez moi, 12 rue de la Paix, 75002 Paris", "STREET_ADDRESS", "12 rue de la Paix, 75002 Paris"),
+    ("My address is Flat 3 45 Queen Street.", "STREET_ADDRESS", "Flat 3 45 Queen Street"),
+    ("Regards,\nZoe Williams\n5 Gibson Road\nLeeds LS1 4AP\n", "STREET_ADDRESS", "5 Gibson Road\nLeeds LS1 4AP"),
+    ("PO Box 1234 is closed", "STREET_ADDRESS", "PO Box 1234"),
+    # dates of birth with context
+    ("DOB: 12/03/1985", "DATE_OF_BIRTH", "12/03/1985"),
+    ("date of birth 1985-03-12, verified", "DATE_OF_BIRTH", "1985-03-12"),
+    ("I was born on 3 March 1985.", "DATE_OF_BIRTH", "3 March 1985"),
+    ("born March 3, 1985", "DATE_OF_BIRTH", "March 3, 1985"),
+    # names via cues and NER
+    ("Hello, my name is Anna Kowalski and I need help", "PERSON", "Anna Kowalski"),
+    ("Dear Mr. Thompson, thank you", "PERSON", "Thompson"),
+    ("Cardholder: Maria Gonzalez", "PERSON", "Maria Gonzalez"),
+    ("Name: Peter Novak\nPhone: none", "PERSON", "Peter Novak"),
+    ("Thanks for your help.\n\nKind regards,\nSusan Clarke\n", "PERSON", "Susan Clarke"),
+    ('From: "Anna Schmidt" <anna.schmidt@example.de>', "PERSON", "Anna Schmidt"),
+    ("Rent payment to Leanne Mills", "PERSON", "Leanne Mills"),
+    ("Spoke with Mrs. Jenkins about the chargeback", "PERSON", "Jenkins"),
+    ("Case escalated by Daniel Okafor after review", "PERSON", "Daniel Okafor"),
+    # e-mail, IP v4 / v6
+    ("write to jane.doe@example.com please", "EMAIL_ADDRESS", "jane.doe@example.com"),
+    ("login from 203.0.113.77 at night", "IP_ADDRESS", "203.0.113.77"),
+    ("ipv6 2001:db8::ff00:42:8329 seen", "IP_ADDRESS", "2001:db8::ff00:42:8329"),
+]
+
+
+@pytest.mark.parametrize("text,typ,value", GOLDEN, ids=[f"{t}:{i}" for i, (_, t, _) in enumerate(GOLDEN)])
+def test_golden(det, text, typ, value):
+    spans = det.detect(text)
+    assert _covered(spans, text, value, typ), f"{typ} {value!r} not covered: {[(s.type, text[s.start:s.end]) for s in spans]}"
+
+
+def test_golden_batch_matches_single(det):
+    texts = [t for t, _, _ in GOLDEN]
+    batch = det.detect_batch(texts)
+    for t, got in zip(texts[:10], batch[:10]):
+        assert got == det.detect(t)
+
+
+# ---------------------------------------------------------------------------------------------- negatives
+NEGATIVES = [
+    "Amount EUR 1,234.56 debited",
+    "amount 1234.56 USD, fee 2.50",
+    "Event at 2024-03-01T12:00:00Z was processed",
+    "settled 2024-03-01 14:22:05",
+    "transaction TX000123 for merchant M12345",
+    "order number 100045 shipped, invoice INV-2024-0042",
+    "case C000123 alert A0000042 score 0.93",
+    "MCC 5411 grocery, terminal T-3341",
+]
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_negatives_have_no_pii(det, text):
+    spans = det.detect(text)
+    assert spans == [], [(s.type, text[s.start:s.end]) for s in spans]
+
+
+def test_invalid_luhn_is_not_a_card(det):
+    text = "Invalid card 4111 1111 1111 1112 should not be a card; nor 4111111111111112."
+    assert not [s for s in det.detect(text) if s.type == "CREDIT_CARD"]
+
+
+def test_iso_date_without_dob_context_is_not_dob(det):
+    text = "Payment posted on 1985-03-12 and again on 12/03/1985."
+    assert not [s for s in det.detect(text) if s.type == "DATE_OF_BIRTH"]
+
+
+def test_short_numbers_need_context(det):
+    assert not [s for s in det.detect("We sent 123 letters and 4321 emails.") if s.type in ("CVV", "US_BANK_NUMBER")]
+
+
+def test_eval_entities_add_types_the_product_set_leaves_out(det, det_eval):
+    text = "Mr. Smith is 42 years old and works at Acme Bank; we met on 2024-03-01."
+    prod = {s.type for s in det.detect(text)}
+    ev = {s.type for s in det_eval.detect(text)}
+    assert "DATE_TIME" not in prod and "AGE" not in prod
+    assert {"AGE", "DATE_TIME"} <= ev
+
+
+# ---------------------------------------------------------------------------------------- checksums
+def test_validators():
+    assert v.luhn_valid("4111 1111 1111 1111") and not v.luhn_valid("4111 1111 1111 1112")
+    assert v.card_number_valid("378282246310005") and not v.card_number_valid("0000000000000000")
+    assert v.iban_valid("DE89 3704 0044 0532 0130 00") and not v.iban_valid("DE89 3704 0044 0532 0130 01")
+    assert not v.iban_valid("DE89370400440532013")  # wrong length for DE
+    assert v.aba_routing_valid("021000021") and not v.aba_routing_valid("021000022")
+    assert v.swift_valid("DEUTDEFF500") and not v.swift_valid("DEUT1EFF") and not v.swift_valid("DEUTXXFF")
+    assert v.us_ssn_valid("536-22-1234") and not v.us_ssn_valid("000-12-3456") and not v.us_ssn_valid("666-12-3456")
+    assert v.expiry_valid("09/27") and not v.expiry_valid("13/27")
+
+
+# ---------------------------------------------------------------------------------------- resolution
+def test_resolve_keeps_highest_then_longest_and_covers_losers():
+    text = "xx 12 John Smith Street yy"
+    s = text.index("12")
+    e = text.index(" yy")
+    person = Span("PERSON", text.index("John"), text.index(" Street"), 0.85, "ner")
+    addr = Span("STREET_ADDRESS", s, e, 0.75, "addr")
+    out = resolve_spans([addr, person, person], 0.4, text)
+    assert [o.type for o in out] == ["STREET_ADDRESS", "PERSON", "STREET_ADDRESS"]
+    assert all(a.end <= b.start for a, b in zip(out, out[1:]))
+    covered = set()
+    for o in out:
+        covered.update(range(o.start, o.end))
+    assert set(range(s, e)) - covered <= {text.index(" John"), text.index(" Street")}  # only the spaces
+    tie = resolve_spans([Span("A", 0, 4, 0.5, "a"), Span("B", 0, 8, 0.5, "b")], 0.0, "abcdefgh")
+    assert tie == [Span("B", 0, 8, 0.5, "b")]
+    assert resolve_spans([Span("A", 0, 4, 0.3, "a")], 0.4, "abcd") == []
+
+
+def test_detect_batch_dedup_and_order(det):
+    texts = ["card 4111 1111 1111 1111", "", "nothing here", "card 4111 1111 1111 1111"]
+    out = det.detect_batch(texts)
+    assert len(out) == 4 and out[0] == out[3] and out[1] == [] and out[2] == []
+    for spans in out:
+        assert spans == sorted(spans, key=lambda s: (s.start, s.end))
+        assert all(a.end <= b.start for a, b in zip(spans, spans[1:]))
+
+
+def test_ner_false_runs_patterns_only(det):
+    text = "Yesterday Sarah Connor paid with 4111 1111 1111 1111"
+    with_ner = {s.type for s in det.detect(text)}
+    without = det.detect(text, ner=False)
+    assert "PERSON" in with_ner
+    assert {s.type for s in without} == {"CREDIT_CARD"}
+
+
+# ---------------------------------------------------------------------------------------- robustness
+def test_unicode_and_control_characters(det):
+    text = ("\x00\x01\x07 Zoë Ångström-Łukasz \u200b\ufeff paid 💳 4111 1111 1111 1111 \u202eRTL\u202c "
+            "عنوان البريد: test.user@example.com\r\n\t\x1b[31m DOB: 12/03/1985 \udcff")
+    spans = det.detect(text)
+    types = {s.type for s in spans}
+    assert {"CREDIT_CARD", "EMAIL_ADDRESS", "DATE_OF_BIRTH"} <= types
+    for s in spans:
+        assert 0 <= s.start < s.end <= len(text)
+
+
+def test_one_megabyte_input(det):
+    """1 MB in one field: chunked (offsets stay right across chunks), no crash, no hang. The filler is lower case
+    so NER runs on the last chunk only; test_one_megabyte_input_full_ner (slow) runs NER on all of it."""
+    sentence = "the customer called about a disputed payment of eur 45.00 at the supermarket, ref 0042. "
+    filler = sentence * (1_000_000 // len(sentence))
+    text = filler + "Her card 4111 1111 1111 1111 and IBAN DE89 3704 0044 0532 0130 00 were blocked."
+    spans = det.detect(text)
+    assert _covered(spans, text, "4111 1111 1111 1111", "CREDIT_CARD")
+    assert _covered(spans, text, "DE89 3704 0044 0532 0130 00", "IBAN_CODE")
+    # pathological inputs for the regexes: long digit / separator runs and no spaces
+    for weird in ("1" * 200_000, "1-" * 100_000, "a" * 200_000, "4111 " * 50_000, "\n" * 100_000, "+1 " * 60_000):
+        det.detect_batch([weird])
+
+
+@pytest.mark.slow
+def test_one_megabyte_input_full_ner(det):
+    sentence = "The customer Anna Berg called about a disputed payment of EUR 45.00 at the supermarket. "
+    text = sentence * (1_000_000 // len(sentence)) + "Card 4111 1111 1111 1111 was blocked."
+    spans = det.detect(text)
+    assert _covered(spans, text, "4111 1111 1111 1111", "CREDIT_CARD")
+    assert len([s for s in spans if s.type == "PERSON"]) > 1000
+
+
+def test_non_str_input_rejected(det):
+    with pytest.raises(TypeError):
+        det.detect_batch([None])  # type: ignore[list-item]
+
+
+# ---------------------------------------------------------------------------------------- configuration
+def test_config_errors(params, det, tmp_path):
+    bad = params.anonymize.model_copy(update={"registry": str(tmp_path / "missing.yaml")})
+    with pytest.raises(ConfigError, match="not found"):
+        Detector(bad)
+    (tmp_path / "broken.yaml").write_text("recognizers: [{name: NoSuchRecognizer, type: predefined}]\n")
+    with pytest.raises(ConfigError):
+        Detector(params.anonymize.model_copy(update={"registry": str(tmp_path / "broken.yaml")}))
+    with pytest.raises(ConfigError, match="not installed"):
+        Detector(params.anonymize.model_copy(update={"spacy_model": "no_such_spacy_model_xyz"}))
+    with pytest.raises(ConfigError, match="NOT_A_TYPE"):
+        det.for_entities(["PERSON", "NOT_A_TYPE"])
+
+
+# ---------------------------------------------------------------------------------------- offline
+def test_no_network_when_building_and_detecting(tmp_path):
+    """A fresh interpreter with every socket connection refused builds the detector and analyses e-mails/URLs."""
+    script = textwrap.dedent(f"""
+        import socket, sys
+        def refuse(*a, **k):
+            raise OSError("network access attempted")
+        socket.socket.connect = refuse
+        socket.socket.connect_ex = refuse
+        socket.create_connection = refuse
+        socket.getaddrinfo = refuse
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from pipeline.config import load_params
+        from pipeline.anonymize.detect import build_detector
+        p = load_params({str(PARAMS)!r})
+        a = p.anonymize.model_copy(update={{"registry": {str(REPO_ROOT / "schemas" / "recognizers.yaml")!r}}})
+        d = build_detector(a)
+        out = d.detect_batch(["mail jane.doe@example.co.uk or visit https://www.example.org/x?id=1",
+                              "support@bank-secure-login.com"])
+        types = sorted({{s.type for ss in out for s in ss}})
+        print("TYPES", ",".join(types))
+    """)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "EMAIL_ADDRESS" in r.stdout and "URL" in r.stdout
+    assert not (tmp_path / ".cache").exists() or not any((tmp_path / ".cache").rglob("*tldextract*"))
+
+
+# ---------------------------------------------------------------------------------------- detect-pii CLI
+def test_detect_pii_cli_round_trip(tmp_path, params):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    inp = tmp_path / "texts.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": "Call +44 20 7946 0958 or mail anna@example.com"}),
+        "{not json",
+        json.dumps({"id": 7, "text": "nothing to see"}),
+        json.dumps({"id": "c"}),
+        "",
+        json.dumps({"id": "d", "text": "card 4111 1111 1111 1111"}),
+    ]
+    inp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "spans.jsonl"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(PARAMS.read_text(encoding="utf-8"), encoding="utf-8")
+    res = CliRunner().invoke(app, ["detect-pii", "--in", str(inp), "--out", str(out), "--params", str(params_file),
+                                   "--set", f"anonymize.registry={REPO_ROOT / 'schemas' / 'recognizers.yaml'}"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r.get("id") for r in rows] == ["a", None, "7", "c", "d"]
+    assert {e["type"] for e in rows[0]["entities"]} == {"PHONE_NUMBER", "EMAIL_ADDRESS"}
+    text_a = json.loads(lines[0])["text"]
+    for e in rows[0]["entities"]:
+        assert set(e) == {"type", "start", "end", "score"} and 0 <= e["start"] < e["end"] <= len(text_a)
+    assert rows[1]["line"] == 2 and "invalid JSON" in rows[1]["error"]
+    assert rows[2]["entities"] == []
+    assert rows[3]["line"] == 4 and "text" in rows[3]["error"]
+    assert rows[4]["entities"][0]["type"] == "CREDIT_CARD"
+    ledger = json.loads((tmp_path / "spans.ledger.json").read_text())
+    assert ledger["balanced"] and ledger["totals"]["read"] == 5 and ledger["totals"]["quarantined"] == 2
+    metrics = json.loads((tmp_path / "spans.metrics.json").read_text())
+    assert metrics["bad_lines"] == 2 and metrics["entities"] == 3
+    assert "anna@example.com" not in json.dumps(metrics) + json.dumps(ledger)
+
+    missing = CliRunner().invoke(app, ["detect-pii", "--in", str(tmp_path / "nope.jsonl"), "--out", str(out),
+                                       "--params", str(params_file)])
+    assert missing.exit_code == 2
+
+
+# ---------------------------------------------------------------------------------------- quality floors
+def test_demo_recall(det, small_demo):
+    """Free-text fields of a small demo: every planted structured identifier is found (type-agnostic coverage)."""
+    raw, truth = small_demo["raw"], small_demo["truth"]
+    texts = {}
+    for line in (raw / "chats.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(d, dict) and isinstance(d.get("text"), str):
+            texts[("chats", str(d["message_id"]), "text")] = d["text"]
+    import sqlite3
+
+    con = sqlite3.connect(raw / "case_notes.sqlite")
+    for key, note in con.execute("SELECT note_id, note FROM case_notes"):
+        if isinstance(note, str):
+            texts[("case_notes", str(key), "note")] = note
+    con.close()
+    gold = []
+    for line in (truth / "pii_spans.jsonl").read_text(encoding="utf-8").splitlines():
+        g = json.loads(line)
+        k = (g["source"], str(g["key"]), g["field"])
+        if k in texts and texts[k][g["start"]:g["end"]] == g["value"]:
+            gold.append((k, g["type"], g["start"], g["end"]))
+    keys = sorted(texts)
+    found = dict(zip(keys, det.detect_batch([texts[k] for k in keys])))
+    hit, n = {}, {}
+    for k, typ, s, e in gold:
+        cov = sum(max(0, min(e, sp.end) - max(s, sp.start)) for sp in found[k])
+        n[typ] = n.get(typ, 0) + 1
+        hit[typ] = hit.get(typ, 0) + (cov >= 0.9 * (e - s))
+    assert sum(n.values()) > 50
+    for typ in n:
+        floor = 0.95 if typ in ("PERSON", "STREET_ADDRESS") else 0.99
+        assert hit[typ] / n[typ] >= floor, (typ, hit[typ], n[typ])
+
+
+def test_presidio_research_dev_floor(det_eval, shared_data):
+    """Type-agnostic token-level recall/precision on the presidio-research dev set (full scoring in
+    benchmarks/bench_pii_quality.py); a floor, well under the measured values, to catch regressions."""
+    records = json.loads((shared_data / "pii_benchmark" / "dev.json").read_text(encoding="utf-8"))
+    preds = det_eval.detect_batch([r["full_text"] for r in records])
+    tp = fp = fn = 0
+    for r, ss in zip(records, preds):
+        gold = [(s["start_position"], s["end_position"]) for s in r["spans"]]
+        g = set().union(*[range(a, b) for a, b in gold]) if gold else set()
+        p = set().union(*[range(s.start, s.end) for s in ss]) if ss else set()
+        ws = {i for i, ch in enumerate(r["full_text"]) if ch.isspace()}
+        g, p = g - ws, p - ws
+        tp += len(g & p)
+        fp += len(p - g)
+        fn += len(g - p)
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    assert recall >= 0.80 and precision >= 0.80, (precision, recall)

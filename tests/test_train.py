@@ -1,0 +1,281 @@
+"""train + compress on a tiny hand-made split folder: real model (bundled MiniLM), real peft, real onnxruntime.
+
+Kept small (max_length 32, a few dozen records, 1-2 epochs) so the whole file runs in about a minute on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_params
+from pipeline.errors import ConfigError, GateError
+
+FRAUD = [
+    "Customer <PERSON_{h}> reports a card-not-present charge of {a} EUR at an unknown merchant; card <CREDIT_CARD_{h}> "
+    "was used from a new device and IP <IP_ADDRESS_{h}>.",
+    "Urgent: your account is locked, confirm your IBAN <IBAN_CODE_{h}> and one-time code to release {a} GBP today.",
+    "Dispute: I did not authorise the transfer of {a} USD to <US_BANK_NUMBER_{h}>, someone phoned pretending to be "
+    "the bank.",
+    "Alert: {a} EUR gift-card purchases in quick succession, customer <PERSON_{h}> says the card was stolen.",
+]
+LEGIT = [
+    "Monthly grocery payment of {a} EUR at the usual supermarket, card <CREDIT_CARD_{h}> present, PIN verified.",
+    "Customer <PERSON_{h}> asks how to update the postal address on the account; no transaction involved.",
+    "Salary credit of {a} GBP received from employer, standing order unchanged.",
+    "Thanks for the quick help with my statement, the {a} USD refund arrived as expected.",
+]
+SOURCES = ["transactions", "chats", "emails", "case_notes"]
+
+
+def _records(n: int, seed: int, fraud_share: float) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        fraud = rng.random() < fraud_share
+        tpl = rng.choice(FRAUD if fraud else LEGIT)
+        text = tpl.format(h=f"{rng.getrandbits(24):06x}", a=f"{rng.uniform(5, 900):.2f}")
+        out.append({"record_id": f"{seed:02d}{i:05d}", "source": rng.choice(SOURCES), "group_id": f"g{i % 17}",
+                    "text": text, "label": int(fraud)})
+    return out
+
+
+def make_splits(folder: Path, n_train: int = 48, n_eval: int = 24, gate: dict | None = None) -> Path:
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    feats = Features({"record_id": Value("string"), "source": Value("string"), "group_id": Value("string"),
+                      "text": Value("string"), "label": ClassLabel(names=["legit", "fraud"])})
+    parts = {"train": _records(n_train, 1, 0.4), "validation": _records(n_eval, 2, 0.3),
+             "test": _records(n_eval, 3, 0.3)}
+    dd = DatasetDict({k: Dataset.from_list(v, features=feats) for k, v in parts.items()})
+    folder.mkdir(parents=True, exist_ok=True)
+    dd.save_to_disk(str(folder / "dataset"))
+    gate = {"passed": True, "key_fingerprint": "abc123def456", "residual": {}} if gate is None else gate
+    (folder / "metrics.json").write_text(json.dumps({"upstream_gate": gate}))
+    (folder / "README.md").write_text("# tiny test dataset\n\nversion: test-1\n")
+    return folder
+
+
+TINY = {"train.max_length": 32, "train.epochs": 1, "train.batch_size": 16, "train.eval_batch_size": 32,
+        "train.threads": 1, "train.learning_rate": 0.002, "compress.latency_runs": 2, "compress.distill_epochs": 1,
+        "compress.batch_size": 16, "compress.threads": 1, "compress.recovery_steps": 2}
+
+
+def tiny_params(**extra):
+    return load_params(None, {**TINY, **extra})
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> Path:
+    return make_splits(tmp_path_factory.mktemp("tiny") / "05_splits")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, splits) -> dict:
+    from pipeline.train import run_train
+
+    out = tmp_path_factory.mktemp("lora") / "lora"
+    metrics = run_train(splits, out, tiny_params(**{"train.epochs": 2}))
+    return {"out": out, "metrics": metrics}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gate and input checks (no model needed)
+
+
+def test_refuses_without_metrics(tmp_path):
+    from pipeline.train import run_train
+
+    folder = make_splits(tmp_path / "s", 8, 8)
+    (folder / "metrics.json").unlink()
+    with pytest.raises(GateError, match="anonymize gate"):
+        run_train(folder, tmp_path / "out", tiny_params())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("gate", [{"passed": False, "residual": {"PERSON": 2}}, {"residual": {}}, "yes"])
+def test_refuses_failed_or_missing_gate(tmp_path, gate):
+    from pipeline.train import run_compress, run_train
+
+    folder = make_splits(tmp_path / "s", 8, 8, gate=gate)
+    with pytest.raises(GateError):
+        run_train(folder, tmp_path / "out", tiny_params())
+    with pytest.raises(GateError):
+        run_compress(tmp_path / "lora", folder, tmp_path / "c", tiny_params())
+
+
+def test_refuses_when_sibling_anonymize_gate_failed(tmp_path):
+    from pipeline.train.data import check_upstream_gate
+
+    folder = make_splits(tmp_path / "05_splits", 8, 8)
+    (tmp_path / "03_anonymized").mkdir()
+    (tmp_path / "03_anonymized" / "gate.json").write_text(json.dumps({"passed": False, "residual": {"IBAN_CODE": 1}}))
+    with pytest.raises(GateError, match="gate.json"):
+        check_upstream_gate(folder)
+    (tmp_path / "03_anonymized" / "gate.json").write_text(json.dumps({"passed": True, "key_fingerprint": "other"}))
+    with pytest.raises(GateError, match="key_fingerprint"):
+        check_upstream_gate(folder)
+    (tmp_path / "03_anonymized" / "gate.json").write_text(json.dumps({"passed": True, "key_fingerprint": "abc123def456"}))
+    assert check_upstream_gate(folder)["passed"] is True
+
+
+def test_cli_gate_refusal_exit_code(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    folder = make_splits(tmp_path / "s", 8, 8, gate={"passed": False})
+    res = CliRunner().invoke(app, ["train", "--in", str(folder), "--out", str(tmp_path / "o"), "--params",
+                                   str(Path(__file__).resolve().parent.parent / "params.yaml")])
+    assert res.exit_code == 1
+    assert "upstream_gate.passed" in res.output and "Traceback" not in res.output
+
+
+def test_missing_dataset_is_config_error(tmp_path):
+    from pipeline.train import run_train
+
+    folder = make_splits(tmp_path / "s", 8, 8)
+    shutil.rmtree(folder / "dataset")
+    with pytest.raises(ConfigError, match="DatasetDict not found"):
+        run_train(folder, tmp_path / "out", tiny_params())
+
+
+def test_metrics_helpers():
+    from pipeline.train.metrics import binary_metrics, choose_threshold, recall_at_fpr
+
+    y = np.array([0] * 200 + [1] * 20)
+    p = np.concatenate([np.linspace(0, 0.5, 200), np.linspace(0.45, 1.0, 20)])
+    t = choose_threshold(y, p)
+    m = binary_metrics(y, p, t)
+    assert 0.5 < t < 0.51 and m["recall"] == pytest.approx(18 / 20) and m["precision"] == 1.0 and m["pr_auc"] > 0.9
+    assert recall_at_fpr(y, p, 0.01) == pytest.approx(18 / 20)
+    assert binary_metrics(np.zeros(5, int), np.zeros(5), 0.5)["pr_auc"] is None
+
+
+def test_qlora_falls_back_on_cpu():
+    import torch
+
+    from pipeline.train.model import resolve_qlora
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    use, why = resolve_qlora(True)
+    assert use is False and "fell back" in why
+    assert resolve_qlora("auto")[0] is False and resolve_qlora(False)[0] is False
+
+
+def test_top_k_layers_limits_lora():
+    from pipeline.train import model as M
+
+    p = tiny_params(**{"train.top_k_layers": 2})
+    base = M.load_classifier(M.resolve_base_model("bundled"))
+    pm = M.apply_lora(base, M.lora_config(p.train, M.n_layers(base)))
+    lora_layers = {int(n.split("encoder.layer.")[1].split(".")[0]) for n, _ in pm.named_parameters()
+                   if "lora_" in n and "encoder.layer." in n}
+    assert lora_layers == {4, 5}
+    assert any("classifier" in n and q.requires_grad for n, q in pm.named_parameters())
+    with pytest.raises(ConfigError, match="top_k_layers"):
+        M.lora_config(tiny_params(**{"train.top_k_layers": 9}).train, 6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train, resume, compress
+
+
+def test_train_outputs(trained, splits):
+    out, m = trained["out"], trained["metrics"]
+    for rel in ("adapter/adapter_config.json", "merged/config.json", "merged/model.safetensors", "merged/fraudslm.json",
+                "training_args.json", "model_card.md", "metrics.json", "ledger.json", "plots/pr_curve.png",
+                "plots/pr_curve.csv", "checkpoints/epoch-0001/state.pt", "checkpoints/epoch-0002/adapter"):
+        assert (out / rel).exists(), rel
+    saved = json.loads((out / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        for k in ("pr_auc", "roc_auc", "f1", "recall_at_1pct_fpr", "threshold"):
+            assert k in saved[split]
+    assert saved["epochs_run"] == 2 and saved["training_time_s"] >= 0
+    assert m["merge_max_abs_diff"] is not None and m["merge_max_abs_diff"] < 1e-3
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert ledger["balanced"] and ledger["totals"]["read"] == 48 + 24 + 24
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["git"]["git_sha"] and args["data_version"]["card_version"] == "test-1"
+    assert {"torch", "transformers", "peft", "datasets"} <= set(args["library_versions"])
+    card = (out / "model_card.md").read_text()
+    assert "Intended use" in card and "Limitations" in card
+    # no record text in any JSON/markdown output
+    blob = " ".join(p.read_text() for p in [out / "metrics.json", out / "ledger.json", out / "model_card.md"])
+    assert "<PERSON_" not in blob and "supermarket" not in blob
+
+
+def test_resume_from_checkpoint_matches_uninterrupted(trained, splits, tmp_path):
+    """Simulate a run killed after epoch 1: only the epoch-1 checkpoint survives. The rerun resumes from it and
+    ends with exactly the adapter an uninterrupted run produced."""
+    from safetensors.torch import load_file
+
+    from pipeline.train import run_train
+
+    out = tmp_path / "lora"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(trained["out"] / "checkpoints" / "epoch-0001", out / "checkpoints" / "epoch-0001")
+    m = run_train(splits, out, tiny_params(**{"train.epochs": 2}))
+    assert m["resumed_from_epoch"] == 1 and m["epochs_run"] == 2
+    a = load_file(trained["out"] / "adapter" / "adapter_model.safetensors")
+    b = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert m["test"]["pr_auc"] == trained["metrics"]["test"]["pr_auc"]
+
+
+def test_stale_checkpoints_are_ignored(trained, splits, tmp_path):
+    from pipeline.train import run_train
+
+    out = tmp_path / "lora"
+    shutil.copytree(trained["out"] / "checkpoints", out / "checkpoints")
+    m = run_train(splits, out, tiny_params(**{"train.learning_rate": 0.001}))  # other params: fresh start
+    assert m["resumed_from_epoch"] is None and m["epochs_run"] == 1
+    assert not (out / "checkpoints" / "epoch-0002").exists()
+
+
+def test_compress_end_to_end(trained, splits, tmp_path):
+    from pipeline.train import run_compress
+    from pipeline.train.predict import load_variant
+
+    out = tmp_path / "compressed"
+    m = run_compress(trained["out"], splits, out, tiny_params())
+    names = [v["name"] for v in m["variants"]]
+    assert names == ["fp32", "int8", "pruned", "pruned_int8", "distilled", "distilled_int8", "onnx_fp32", "onnx_int8",
+                     "baseline_tfidf_lr"]
+    saved = json.loads((out / "metrics.json").read_text())
+    for v in saved["variants"]:
+        for k in ("name", "size_mb", "params", "latency_p50_ms", "latency_p95_ms", "throughput_b32", "pr_auc", "f1",
+                  "recall_at_1pct_fpr"):
+            assert k in v, (v["name"], k)
+        assert v["size_mb"] > 0 and v["latency_p50_ms"] > 0 and v["throughput_b32"] > 0
+    by = {v["name"]: v for v in saved["variants"]}
+    assert by["fp32"]["size_mb"] / by["int8"]["size_mb"] > 3.5
+    assert by["fp32"]["size_mb"] / by["onnx_int8"]["size_mb"] > 3.5
+    assert by["distilled"]["params"] < by["fp32"]["params"]
+    assert 0.29 <= by["pruned"]["sparsity"] <= 0.31
+    assert saved["chosen"] in by and saved["onnx_max_abs_diff"] < 1e-2
+    assert (out / "compression_table.md").read_text().count("|") > 50
+    for rel in ("plots/size_vs_pr_auc.png", "plots/size_vs_pr_auc.csv", "ledger.json", "chosen/variant.json"):
+        assert (out / rel).exists(), rel
+    assert json.loads((out / "ledger.json").read_text())["balanced"]
+    # the chosen artifact loads on its own and scores like the table says it does
+    pred = load_variant(out / "chosen")
+    p = pred.predict_proba(["Urgent: confirm your IBAN <IBAN_CODE_0a1b2c> and one-time code to release 50 GBP.",
+                            "Salary credit of 1200.00 GBP received from employer."])
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
+    # the int8 artifact round-trips from disk
+    assert load_variant(out / "variants" / "int8").predict_proba(["hello"]).shape == (1,)
+
+
+def test_compress_refuses_other_dataset(trained, tmp_path):
+    from pipeline.train import run_compress
+
+    other = make_splits(tmp_path / "other", 10, 10)
+    with pytest.raises(ConfigError, match="differs from the dataset"):
+        run_compress(trained["out"], other, tmp_path / "c", tiny_params())
