@@ -100,6 +100,14 @@ class QualityParams(_Section):
     calibrate: bool = True
     shortcut_auc_warn: float = Field(0.75, ge=0.5, le=1)
     max_features: int = Field(50000, ge=100)
+    passes: int = Field(3, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
+    C: float = Field(8.0, gt=0)  # inverse regularisation of the logistic regression
+    class_weight: Optional[Literal["balanced"]] = None  # balanced skews OOF probabilities (measured: lower precision)
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning"] = "prune_by_noise_rate"
+    calibrate_below: float = Field(0.02, ge=0, le=0.5)  # calibrate (sigmoid, inner CV) when prevalence is below this
+    conflict_label_columns: list[str] = Field(default_factory=lambda: ["label", "label_raw"])
+    outliers: bool = True  # Datalab outlier + near-duplicate scores on a low-rank view of the features
+    embedding_dims: int = Field(64, ge=2, le=512)
 
 
 class SplitParams(_Section):
@@ -127,6 +135,7 @@ class TrainParams(_Section):
     qlora: Literal["auto", True, False] = "auto"
     max_train_samples: Optional[int] = Field(None, ge=1)
     threads: int = Field(2, ge=1)  # torch CPU threads (set 1 on an oversubscribed machine)
+    loraplus_lr_ratio: Optional[float] = Field(None, ge=1)  # LoRA+: lr of the B matrices = ratio x learning_rate
     eval_batch_size: int = Field(64, ge=1)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
@@ -145,6 +154,7 @@ class CompressParams(_Section):
     distill_temperature: float = Field(2.0, gt=0)
     distill_alpha: float = Field(0.5, ge=0, le=1)  # weight of the KL term; 1 - alpha on the hard-label CE
     onnx_opset: int = Field(17, ge=17)
+    keep_variants: bool = False  # keep every variant folder in out/variants/ (else only out/chosen/ stays)
 
 
 class ReportParams(_Section):

@@ -17,6 +17,18 @@ from typing import Any, Iterator
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, base: int) -> None:
+    """mkstemp/mkdtemp create 0600/0700; published outputs get the usual umask-derived mode."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, base & ~_umask())
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -39,6 +51,7 @@ def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(OSError):
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
+        _publish_mode(tmp_path, 0o666)
         os.replace(tmp_path, final)
         _fsync_dir(final.parent)
     except BaseException:
@@ -55,6 +68,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        _publish_mode(tmp, 0o777)
         old = None
         if final.exists():
             old = final.with_name(f".{final.name}.old.{os.getpid()}")

@@ -53,6 +53,7 @@ def small_demo(tmp_path_factory) -> dict[str, Path]:
 TINY_PARAMS = {
     "demo.n": 300,
     "quality.k_folds": 3,
+    "split.min_minority_per_split": 2,
     "anonymize.workers": 1,
     "train.epochs": 1,
     "train.max_length": 16,

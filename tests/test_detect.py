@@ -126,6 +126,16 @@ GOLDEN = [
     ("Rent payment to Leanne Mills", "PERSON", "Leanne Mills"),
     ("Spoke with Mrs. Jenkins about the chargeback", "PERSON", "Jenkins"),
     ("Case escalated by Daniel Okafor after review", "PERSON", "Daniel Okafor"),
+    # role nouns and contact verbs without a colon; hyphenated first names, initials after a hyphen, suffixes
+    ("Payee name Odile Marchetti does not match the account holder.", "PERSON", "Odile Marchetti"),
+    ("New beneficiary Tobias Lindqvist added today.", "PERSON", "Tobias Lindqvist"),
+    ("Cheque payable to Greta Hallorann was returned.", "PERSON", "Greta Hallorann"),
+    ("Customer Wendell Okonkwo called in, verified.", "PERSON", "Wendell Okonkwo"),
+    ("Outbound call with Ilse Brandauer, ID&V passed.", "PERSON", "Ilse Brandauer"),
+    ("Called Karl-Heinz Oberdorfer on his mobile.", "PERSON", "Karl-Heinz Oberdorfer"),
+    ("Agent: Thanks Anne-Sophie, I have blocked the card.", "PERSON", "Anne-Sophie"),
+    ("Split dinner bill, thanks Hans-P. Wiesenthal", "PERSON", "Hans-P. Wiesenthal"),
+    ("Split dinner bill, thanks Dorian Fairweather III", "PERSON", "Dorian Fairweather III"),
     # e-mail, IP v4 / v6
     ("write to jane.doe@example.com please", "EMAIL_ADDRESS", "jane.doe@example.com"),
     ("login from 203.0.113.77 at night", "IP_ADDRESS", "203.0.113.77"),
@@ -163,6 +173,23 @@ NEGATIVES = [
 def test_negatives_have_no_pii(det, text):
     spans = det.detect(text)
     assert spans == [], [(s.type, text[s.start:s.end]) for s in spans]
+
+
+@pytest.mark.parametrize("text,word", [
+    ("Agent: Could you confirm your date of birth and the last four digits of the card?", "Could"),
+    ("Agent: Kindly don't share codes or passwords with anyone.", "Kindly"),
+    ("Someone changed the password on my banking app yesterday.", "Someone"),
+    ("Please check https://secure-verify-example.com/account/restore?id=334197 now", "https"),
+])
+def test_function_words_and_urls_are_not_names(det, text, word):
+    assert not [s for s in det.detect(text) if s.type == "PERSON" and word in text[s.start:s.end]]
+
+
+def test_person_stops_at_line_break_and_trailing_lower_case(det):
+    text = "Kind regards,\nMarguerite Delacourt\n14 Harbour Street\nLondon"
+    for s in det.detect(text):
+        if s.type == "PERSON":
+            assert "\n" not in text[s.start:s.end], text[s.start:s.end]
 
 
 def test_invalid_luhn_is_not_a_card(det):

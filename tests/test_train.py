@@ -62,7 +62,7 @@ def make_splits(folder: Path, n_train: int = 48, n_eval: int = 24, gate: dict | 
 
 TINY = {"train.max_length": 32, "train.epochs": 1, "train.batch_size": 16, "train.eval_batch_size": 32,
         "train.threads": 1, "train.learning_rate": 0.002, "compress.latency_runs": 2, "compress.distill_epochs": 1,
-        "compress.batch_size": 16, "compress.threads": 1, "compress.recovery_steps": 2}
+        "compress.batch_size": 16, "compress.threads": 1, "compress.recovery_steps": 2, "compress.keep_variants": True}
 
 
 def tiny_params(**extra):

@@ -106,6 +106,9 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------------- engine
 def _spacy_engine_cls():
+    from pipeline.anonymize.offline import import_presidio
+
+    import_presidio()
     from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 
     class NerOnlySpacyEngine(SpacyNlpEngine):
@@ -151,6 +154,10 @@ def _spacy_engine_cls():
                 return entities, scores
             keep_e, keep_s = [], []
             for ent, score in zip(entities, scores):
+                if ent.label_ in ("PERSON", "PER"):
+                    ent = _trim_person(ent)
+                    if ent is None:
+                        continue
                 t = ent.text.strip()
                 if t.lower() in self.ignore_terms or (self.ignore_rx is not None and self.ignore_rx.fullmatch(t)):
                     continue
@@ -166,6 +173,26 @@ def _spacy_engine_cls():
             scores = self._get_scores_for_entities(doc)
             entities, scores = self._get_updated_entities(entities, scores)
             return LazyNlpArtifacts(doc, list(entities), scores, self, language)
+
+    def _trim_person(ent):
+        """A spaCy PERSON cut to what can be a name: it stops at a line break ("Anna Berg\\nMain Street") and does
+        not end in a lower-case word ("Ryanair ref"); a short all-capitals token ("ABA", "KYC") is an acronym."""
+        from spacy.tokens import Span as SpacySpan
+
+        end = ent.end
+        for tok in ent:
+            if "\n" in tok.text:
+                end = tok.i
+                break
+        while end > ent.start + 1 and ent.doc[end - 1].is_lower:
+            end -= 1
+        if end <= ent.start:
+            return None
+        if end - ent.start == 1 and ent.doc[ent.start].is_upper and len(ent.doc[ent.start]) <= 4:
+            return None
+        if end == ent.end:
+            return ent
+        return SpacySpan(ent.doc, ent.start, end, label=ent.label_)
 
     class LazyNlpArtifacts(NlpArtifacts):
         """NlpArtifacts whose token lists and keywords are built only when a context enhancer asks for them
@@ -258,6 +285,9 @@ class Detector:
 
     def __init__(self, params: "AnonymizeParams", entities: Optional[Iterable[str]] = None,
                  registry_path: Optional[Path] = None) -> None:
+        from pipeline.anonymize.offline import import_presidio
+
+        import_presidio()
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
         from presidio_analyzer.nlp_engine import NerModelConfiguration

@@ -8,6 +8,7 @@ connection. spaCy models are loaded from installed packages only (no `spacy down
 
 from __future__ import annotations
 
+import sys
 import threading
 
 _LOCK = threading.Lock()
@@ -41,3 +42,22 @@ def ensure_offline() -> None:
         except (ImportError, AttributeError):  # pragma: no cover - layout of another Presidio version
             pass
         _DONE = True
+
+
+def import_presidio() -> None:
+    """Import Presidio's analyzer without its optional Hugging Face engine.
+
+    `presidio_analyzer.nlp_engine` imports `transformers` (guarded by `try/except ImportError`) for its
+    TransformersNlpEngine, which this project never uses: that import costs seconds of start-up per process. When
+    nothing has imported transformers yet, it is hidden while Presidio loads and restored right after, so the
+    training stage (same interpreter under Prefect) imports it normally."""
+    if "presidio_analyzer.nlp_engine" in sys.modules or "transformers" in sys.modules:
+        return
+    with _LOCK:
+        sys.modules["transformers"] = None  # type: ignore[assignment]  # makes `import transformers` raise
+        try:
+            import presidio_analyzer.nlp_engine  # noqa: F401
+            import presidio_analyzer.predefined_recognizers  # noqa: F401
+        finally:
+            if sys.modules.get("transformers", 0) is None:
+                del sys.modules["transformers"]

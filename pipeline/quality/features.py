@@ -95,7 +95,8 @@ def build_features(
     if nums:
         num = df[nums].astype("float64").to_numpy()
         missing = np.isnan(num)
-        num = np.sign(num) * np.log1p(np.abs(np.nan_to_num(num)))
+        num = np.nan_to_num(num, nan=0.0, posinf=0.0, neginf=0.0)
+        num = np.sign(num) * np.log1p(np.abs(num))
         mu = num.mean(axis=0)
         sd = num.std(axis=0)
         sd[sd == 0] = 1.0

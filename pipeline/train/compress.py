@@ -352,6 +352,8 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
     chosen = choose_variant(rows, cp.pr_auc_budget)
     with atomic_dir(out / "chosen") as tmp:
         shutil.copytree(vdir / chosen, tmp, dirs_exist_ok=True)
+    if not cp.keep_variants:
+        shutil.rmtree(vdir, ignore_errors=True)
 
     notes = [
         f"test split: {len(te)} records ({int(te.labels.sum())} fraud); thresholds chosen on validation "

@@ -164,7 +164,13 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     lengths = [len(x) for x in ids_tr]
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=tp.learning_rate, weight_decay=tp.weight_decay)
+    if tp.loraplus_lr_ratio:
+        from peft.optimizers import create_loraplus_optimizer
+
+        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=tp.learning_rate,
+                                        loraplus_lr_ratio=tp.loraplus_lr_ratio, loraplus_weight_decay=tp.weight_decay)
+    else:
+        opt = torch.optim.AdamW(trainable, lr=tp.learning_rate, weight_decay=tp.weight_decay)
     steps_per_epoch = math.ceil(len(ids_tr) / tp.batch_size)
     total_steps = steps_per_epoch * tp.epochs
     sched = get_linear_schedule_with_warmup(opt, int(tp.warmup_ratio * total_steps), total_steps)

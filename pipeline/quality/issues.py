@@ -1,0 +1,138 @@
+"""cleanlab scoring: label issues (iterated confident learning on out-of-fold probabilities), outliers and
+near-duplicates (Datalab on a low-rank embedding of the features), and text-level label conflicts."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+from sklearn.base import ClassifierMixin
+from sklearn.decomposition import TruncatedSVD
+from sklearn.preprocessing import normalize
+
+from pipeline.quality.oof import OOFResult, make_folds, oof_predict
+
+
+@dataclass
+class LabelIssueResult:
+    oof: OOFResult  # final round
+    is_issue: np.ndarray  # over labelled rows
+    quality_score: np.ndarray  # over labelled rows
+    rounds: list[dict] = field(default_factory=list)
+
+
+def find_issues_iterated(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    labelled: np.ndarray,
+    groups: np.ndarray | None,
+    make_model: Callable[[], ClassifierMixin],
+    *,
+    k: int,
+    seed: int,
+    passes: int,
+    filter_by: str,
+) -> LabelIssueResult:
+    """Round 1 is the standard recipe (out-of-fold probabilities -> `find_label_issues`). Each further round refits
+    the fold models without the rows flagged so far (training side only; every row is still scored out of fold), so
+    the noisy rows no longer pull the decision boundary, then re-runs `find_label_issues` on all labelled rows.
+    Stops early when the flagged set no longer changes."""
+    folds = make_folds(y, groups, k, seed)
+    exclude: np.ndarray | None = None
+    rounds: list[dict] = []
+    oof: OOFResult | None = None
+    issues = np.zeros(len(y), dtype=bool)
+    for r in range(max(1, passes)):
+        oof = oof_predict(X, y, labelled, folds, make_model, exclude=exclude)
+        pp = oof.pred_probs[labelled]
+        new = find_label_issues(labels=y, pred_probs=pp, filter_by=filter_by)
+        changed = int((new != issues).sum())
+        rounds.append({"round": r + 1, "flagged": int(new.sum()), "changed": changed})
+        issues = new
+        if r > 0 and changed == 0:
+            break
+        exclude = issues
+    assert oof is not None
+    pp = oof.pred_probs[labelled]
+    score = get_label_quality_scores(labels=y, pred_probs=pp, method="self_confidence")
+    return LabelIssueResult(oof=oof, is_issue=issues, quality_score=score, rounds=rounds)
+
+
+def dense_embedding(X: sp.csr_matrix, dims: int, seed: int) -> np.ndarray:
+    """Low-rank, L2-normalised view of the sparse features for k-NN based checks."""
+    dims = int(min(dims, X.shape[1] - 1, X.shape[0] - 1))
+    if dims < 2:
+        return normalize(X.toarray().astype(np.float32)) if X.shape[1] else np.zeros((X.shape[0], 1), np.float32)
+    svd = TruncatedSVD(n_components=dims, random_state=seed, algorithm="randomized", n_iter=4)
+    Z = svd.fit_transform(X).astype(np.float32)
+    return normalize(Z)
+
+
+def datalab_issues(features: np.ndarray) -> pd.DataFrame:
+    """Outlier and near-duplicate scores from cleanlab Datalab (label-free; all rows)."""
+    from cleanlab import Datalab
+
+    n = features.shape[0]
+    out = pd.DataFrame(
+        {
+            "is_outlier": np.zeros(n, dtype=bool),
+            "outlier_score": np.ones(n),
+            "is_near_duplicate": np.zeros(n, dtype=bool),
+            "near_duplicate_score": np.ones(n),
+        }
+    )
+    if n < 12:  # too few rows for a k-NN graph
+        return out
+    lab = Datalab(data={"row": np.arange(n)}, verbosity=0)
+    k = int(min(10, n - 1))
+    with contextlib.redirect_stdout(io.StringIO()):
+        lab.find_issues(
+            features=features,
+            issue_types={"outlier": {"k": k}, "near_duplicate": {"k": k}},
+        )
+    issues = lab.get_issues()
+    if "is_outlier_issue" in issues:
+        out["is_outlier"] = issues["is_outlier_issue"].to_numpy(dtype=bool)
+        out["outlier_score"] = issues["outlier_score"].to_numpy(dtype=float)
+    if "is_near_duplicate_issue" in issues:
+        out["is_near_duplicate"] = issues["is_near_duplicate_issue"].to_numpy(dtype=bool)
+        out["near_duplicate_score"] = issues["near_duplicate_score"].to_numpy(dtype=float)
+    return out
+
+
+_PUNCT = re.compile(r"[^\w<>]+")
+
+
+def normalize_text(text: str) -> str:
+    """Case, Unicode form, punctuation, replacement characters and whitespace folded; placeholders kept."""
+    t = unicodedata.normalize("NFKC", text or "").replace("\ufffd", " ").lower()
+    return " ".join(_PUNCT.sub(" ", t).split())
+
+
+def text_label_conflicts(df: pd.DataFrame, label_columns: list[str]) -> np.ndarray:
+    """True where another record with the same normalized text carries a different value in any label column
+    (e.g. the binary `label`, or a finer source label such as `label_raw`)."""
+    present = [c for c in label_columns if c in df.columns]
+    if not present or len(df) == 0:
+        return np.zeros(len(df), dtype=bool)
+    key = df["text"].fillna("").astype(str).map(normalize_text)
+    conflict = np.zeros(len(df), dtype=bool)
+    for col in present:
+        vals = df[col]
+        ok = vals.notna().to_numpy()
+        if ok.sum() < 2:
+            continue
+        nun = pd.Series(vals[ok].astype(str).to_numpy()).groupby(key[ok].to_numpy()).nunique()
+        bad = set(nun.index[nun > 1])
+        if bad:
+            conflict |= ok & key.isin(bad).to_numpy()
+    return conflict

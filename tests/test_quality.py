@@ -1,0 +1,263 @@
+"""quality stage: out-of-fold scoring, cleanlab label issues, policies + ledger, shortcut check, reviewer queue,
+conflicts, gate refusal. Real scikit-learn / cleanlab on small synthetic anonymized-like records."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load_params
+from pipeline.errors import GateError
+from pipeline.io import read_json, write_json
+from pipeline.quality import run_quality
+from pipeline.quality.features import build_features
+from pipeline.quality.issues import text_label_conflicts
+from pipeline.quality.oof import make_folds, oof_predict
+from pipeline.quality.report import neutralize_cell, write_review_queue
+from pipeline.quality.shortcut import shortcut_check
+from pipeline.quality.stage import apply_policy
+from pipeline.quality.synthetic import anonymized_like, write_anonymized
+
+
+def _params(tmp_path: Path, **over):
+    base = {"paths.ground_truth": str(tmp_path / "no_truth")}
+    base.update(over)
+    return load_params(None, base)
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    """600 records, 6% planted flips, some unlabelled rows, near-duplicate clusters; quality run once (flag)."""
+    base = tmp_path_factory.mktemp("quality")
+    df, flipped = anonymized_like(600, seed=3, flip_rate=0.06, dup_rate=0.03, unlabelled_rate=0.03, ambiguity=0.0)
+    # ground truth the way the demo writes it (read only for evaluation metrics)
+    truth = base / "truth"
+    truth.mkdir()
+    pd.DataFrame({"source": df["source"], "key": df["source_key"], "true_label": 0, "given_label": 0,
+                  "flipped": flipped.astype(int)}).to_csv(truth / "labels.csv", index=False)
+    write_anonymized(df, base / "anon")
+    params = load_params(None, {"paths.ground_truth": str(truth)})
+    metrics = run_quality(base / "anon", base / "q1", params)
+    return {"base": base, "df": df, "flipped": pd.Series(flipped, index=df["record_id"]), "metrics": metrics,
+            "params": params}
+
+
+class RecordingLR(LogisticRegression):
+    """A real logistic regression that remembers the rows it was fit on and refuses to score any of them."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.seen_ = {X[i].toarray().tobytes() for i in range(X.shape[0])}
+        return super().fit(X, y, sample_weight)
+
+    def predict_proba(self, X):
+        for i in range(X.shape[0]):
+            assert X[i].toarray().tobytes() not in self.seen_, "model scored a row it was fit on"
+        return super().predict_proba(X)
+
+
+def test_oof_never_scores_training_rows():
+    df, _ = anonymized_like(200, seed=1, flip_rate=0.05, unlabelled_rate=0.1)
+    # make every row unique so row identity can be checked by content
+    df["text"] = [f"{t} uniq{i}" for i, t in enumerate(df["text"])]
+    X = build_features(df, 5000).X
+    labelled = df["label"].notna().to_numpy()
+    y = df.loc[labelled, "label"].astype(int).to_numpy()
+    folds = make_folds(y, None, 5, seed=0)
+    res = oof_predict(X, y, labelled, folds, lambda: RecordingLR(max_iter=500))
+    assert not np.isnan(res.pred_probs).any()
+    lab_idx = np.flatnonzero(labelled)
+    for f, trained in enumerate(res.train_rows):
+        scored = lab_idx[res.fold == f] if False else np.flatnonzero(res.fold == f)
+        assert not set(scored) & set(trained)
+    assert (res.fold[labelled] >= 0).all() and (res.fold[~labelled] == -1).all()
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(len(y)))
+
+
+def test_finds_planted_flips(noisy):
+    s = pd.read_parquet(noisy["base"] / "q1" / "scores.parquet")
+    lab = s["given_label"].notna().to_numpy()
+    flipped = noisy["flipped"].loc[s["record_id"]].to_numpy() & lab
+    pred = s["is_label_issue"].to_numpy()
+    tp = (pred & flipped).sum()
+    assert tp / pred.sum() >= 0.8 and tp / flipped.sum() >= 0.8
+    # unlabelled rows are scored but never flagged
+    assert not s.loc[~lab, "is_label_issue"].any() and s.loc[~lab, "pred_prob_fraud"].notna().all()
+    gt = noisy["metrics"]["ground_truth"]
+    assert gt["precision"] >= 0.8 and gt["recall"] >= 0.8
+    assert set(s.columns) >= {"label_quality_score", "suggested_label", "is_outlier", "outlier_score",
+                              "is_near_duplicate"}
+
+
+def test_flag_policy_outputs_and_ledger(noisy):
+    out = noisy["base"] / "q1"
+    rec = pd.read_parquet(out / "records.parquet")
+    assert len(rec) == len(noisy["df"])  # flag keeps everything
+    flagged = rec[rec["decision"] == "flag"]
+    assert len(flagged) and flagged["quality_flag"].all()
+    assert set(flagged["decision_reason"]) <= {"label_issue", "label_conflict", "label_issue+label_conflict"}
+    assert (rec["label"].fillna(-1) == rec["given_label"].fillna(-1)).all()
+    led = read_json(out / "ledger.json")
+    assert led["balanced"] and led["totals"]["read"] == led["totals"]["accepted"] == len(noisy["df"])
+    m = read_json(out / "metrics.json")
+    assert m["upstream_gate"]["passed"] is True and m["upstream_gate"]["key_fingerprint"] == "test0123"
+    assert m["imbalance"]["before"]["overall"]["fraud"] > 0 and "by_source" in m["imbalance"]["after"]
+    assert (out / "plots" / "class_balance.png").stat().st_size > 0
+    assert (out / "class_balance.csv").exists()
+
+
+def test_drop_policy_ledger_balanced(noisy, tmp_path):
+    params = noisy["params"].model_copy(update={"quality": noisy["params"].quality.model_copy(update={"policy": "drop"})})
+    m = run_quality(noisy["base"] / "anon", tmp_path / "q", params)
+    led = read_json(tmp_path / "q" / "ledger.json")
+    dec = pd.read_parquet(tmp_path / "q" / "decisions.parquet")
+    rec = pd.read_parquet(tmp_path / "q" / "records.parquet")
+    n_drop = int((dec["decision"] == "drop").sum())
+    assert n_drop > 0 and led["balanced"]
+    assert led["totals"]["dropped"] == n_drop and led["totals"]["accepted"] == len(rec) == len(dec) - n_drop
+    reasons = {r for s in led["sources"].values() for r in s["reasons"]}
+    assert reasons <= {"label_issue", "label_conflict", "label_issue+label_conflict"}
+    assert m["decisions"]["drop"] == n_drop
+    # decisions are deterministic given the scores: same flagged set as the flag run
+    s1 = pd.read_parquet(noisy["base"] / "q1" / "scores.parquet")
+    s2 = pd.read_parquet(tmp_path / "q" / "scores.parquet")
+    pd.testing.assert_frame_equal(s1, s2)
+
+
+def test_relabel_policy_uses_threshold(noisy):
+    s = pd.read_parquet(noisy["base"] / "q1" / "scores.parquet")
+    q = noisy["params"].quality.model_copy(update={"policy": "relabel", "relabel_threshold": 0.9})
+    d = apply_policy(s, q)
+    rel = d[d["decision"] == "relabel"]
+    assert len(rel) > 0
+    assert (rel["label"] != rel["given_label"]).all()
+    m = s.set_index("record_id").loc[rel["record_id"]]
+    p_sugg = np.where(m["suggested_label"] == 1, m["pred_prob_fraud"], 1 - m["pred_prob_fraud"])
+    assert (p_sugg >= 0.9).all() and (rel["label"].to_numpy() == m["suggested_label"].to_numpy()).all()
+    low = d[(d["decision"] == "flag")]
+    assert low["decision_reason"].str.contains("below_relabel_threshold|model_agrees_with_label").all()
+    keep = d[d["decision"] == "keep"]
+    assert (keep["label"].fillna(-1) == keep["given_label"].fillna(-1)).all()
+
+
+def test_quality_deterministic(noisy, tmp_path):
+    run_quality(noisy["base"] / "anon", tmp_path / "again", noisy["params"])
+    for name in ("scores.parquet", "decisions.parquet", "records.parquet", "review_queue.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (noisy["base"] / "q1" / name).read_bytes(), name
+
+
+def test_review_queue_sorted_and_neutralized(tmp_path):
+    texts = ["=HYPERLINK(\"http://x\")", "+1 call me", "-2 minus", "@SUM(A1)", "\tTAB", "\rCR", "normal text"]
+    n = len(texts)
+    scored = pd.DataFrame({
+        "record_id": [f"r{i}" for i in range(n)], "source": ["=src"] * n, "text": texts,
+        "given_label": pd.array([1] * n, dtype="Int8"), "suggested_label": pd.array([0] * n, dtype="Int8"),
+        "label_quality_score": np.linspace(0.5, 0.01, n), "pred_prob_fraud": np.linspace(0.5, 0.01, n),
+        "decision": ["flag"] * n, "decision_reason": ["label_issue"] * n,
+    })
+    assert write_review_queue(scored, tmp_path) == n
+    with open(tmp_path / "review_queue.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    scores = [float(r["label_quality_score"]) for r in rows]
+    assert scores == sorted(scores)
+    for r in rows:
+        for k in ("text", "source"):
+            assert not r[k].startswith(("=", "+", "-", "@", "\t", "\r")), r[k]
+    assert {r["text"] for r in rows} >= {"'=HYPERLINK(\"http://x\")", "'+1 call me", "normal text"}
+    pq = pd.read_parquet(tmp_path / "review_queue.parquet")
+    assert pq["text"].str.startswith(("=", "+", "-", "@")).sum() == 0
+    assert neutralize_cell(3) == 3 and neutralize_cell("ok") == "ok"
+
+
+def _shortcut_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Label decided by the redaction pattern only: fraud texts carry several placeholders, legit texts none."""
+    rng = np.random.default_rng(seed)
+    words = ["please", "account", "help", "money", "today", "card", "thanks", "question", "bank", "issue"]
+    y = (rng.random(n) < 0.3).astype(int)
+    texts = []
+    for lab in y:
+        t = " ".join(rng.choice(words, size=8))
+        if lab:
+            t += " " + " ".join(f"<PERSON_{rng.integers(16**8):08x}>" for _ in range(3)) + " <US_SSN>"
+        texts.append(t)
+    return pd.DataFrame({"record_id": [f"{i:016x}" for i in range(n)], "source": "chats", "text": texts,
+                         "label": pd.array(y, dtype="Int8"), "group_id": [f"g{i}" for i in range(n)],
+                         "n_entities": [t.count("<") for t in texts]})
+
+
+def test_shortcut_check_warns(tmp_path, capsys):
+    df = _shortcut_frame()
+    y = df["label"].astype(int).to_numpy()
+    res = shortcut_check(df, y, np.ones(len(df), bool), None, 5, 0)
+    assert res["auc"] >= 0.95
+    # a text whose placeholders carry no signal stays near chance
+    df2 = df.copy()
+    df2["text"] = df2["text"].str.replace(r"<[^>]+>", "", regex=True) + " <PERSON_0000abcd>"
+    df2["n_entities"] = 1
+    assert shortcut_check(df2, y, np.ones(len(df), bool), None, 5, 0)["auc"] < 0.7
+    write_anonymized(df, tmp_path / "anon")
+    m = run_quality(tmp_path / "anon", tmp_path / "q", _params(tmp_path, **{"quality.outliers": False}))
+    assert m["shortcut"]["warning"] is True
+    assert "shortcut AUC" in capsys.readouterr().err
+
+
+def test_refuses_without_passing_gate(tmp_path):
+    df, _ = anonymized_like(60, seed=2)
+    write_anonymized(df, tmp_path / "anon")
+    (tmp_path / "anon" / "gate.json").unlink()
+    with pytest.raises(GateError, match="gate"):
+        run_quality(tmp_path / "anon", tmp_path / "q", _params(tmp_path))
+    write_json(tmp_path / "anon" / "gate.json", {"passed": False, "residual": {"PERSON": 2}})
+    with pytest.raises(GateError, match="did not pass"):
+        run_quality(tmp_path / "anon", tmp_path / "q", _params(tmp_path))
+    res = CliRunner().invoke(app, ["quality", "--in", str(tmp_path / "anon"), "--out", str(tmp_path / "q"),
+                                   "--params", str(Path(__file__).parent.parent / "params.yaml")])
+    assert res.exit_code == 1
+    assert not (tmp_path / "q" / "records.parquet").exists()
+
+
+def test_bad_label_is_one_clear_error(tmp_path):
+    df, _ = anonymized_like(40, seed=2)
+    df["label"] = df["label"].astype("Int64")
+    df.loc[5, "label"] = 7
+    write_anonymized(df, tmp_path / "anon")
+    res = CliRunner().invoke(app, ["quality", "--in", str(tmp_path / "anon"), "--out", str(tmp_path / "q"),
+                                   "--params", str(Path(__file__).parent.parent / "params.yaml")])
+    assert res.exit_code == 2
+    assert "records.parquet" in res.output and df.loc[5, "record_id"] in res.output and "label" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_conflicting_labels_surfaced(tmp_path):
+    df, _ = anonymized_like(80, seed=5)
+    # same text up to case/punctuation with different labels, and an ingest-level conflict
+    df.loc[1, "text"] = df.loc[0, "text"].upper() + "!!"
+    df.loc[0, "label"], df.loc[1, "label"] = 0, 1
+    df.loc[10, "label_conflict"] = True
+    conf = text_label_conflicts(df, ["label"])
+    assert conf[0] and conf[1] and conf.sum() == 2
+    write_anonymized(df, tmp_path / "anon")
+    run_quality(tmp_path / "anon", tmp_path / "q", _params(tmp_path, **{"quality.outliers": False}))
+    s = pd.read_parquet(tmp_path / "q" / "scores.parquet").set_index("record_id")
+    assert s.loc[[df.loc[0, "record_id"], df.loc[1, "record_id"], df.loc[10, "record_id"]], "label_conflict"].all()
+    d = pd.read_parquet(tmp_path / "q" / "decisions.parquet").set_index("record_id")
+    assert d.loc[df.loc[10, "record_id"], "decision"] == "flag"
+    assert "label_conflict" in d.loc[df.loc[10, "record_id"], "decision_reason"]
+
+
+def test_smishing_conflicts(shared_data):
+    """Texts in the smishing set that carry both spam and smishing labels are surfaced via the finer label."""
+    raw = pd.read_csv(shared_data / "smishing" / "dev.csv")
+    df = pd.DataFrame({"text": raw["TEXT"].astype(str), "label": (raw["label_normalized"] != "ham").astype(int),
+                       "label_raw": raw["label_normalized"]})
+    conf = text_label_conflicts(df, ["label", "label_raw"])
+    groups = df.loc[conf, "text"].map(lambda t: " ".join(t.lower().split())).nunique()
+    assert conf.sum() >= 50 and groups >= 25
+    assert set(df.loc[conf, "label_raw"]) == {"spam", "smishing"}
