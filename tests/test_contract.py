@@ -220,7 +220,10 @@ def test_stage_order_comes_from_dvc():
 def test_plots_registered(dvc_doc, params_doc):
     plots = [p if isinstance(p, str) else next(iter(p)) for p in dvc_doc.get("plots", [])]
     for key in ("quality", "splits", "lora", "compressed"):
-        assert f"${{paths.{key}}}/plots" in plots
+        assert any(p.startswith(f"${{paths.{key}}}/plots") for p in plots), key
+    outs = {p for s in dvc_doc["stages"].values() for o in s.get("outs", []) for p in ([o] if isinstance(o, str) else o)}
+    for p in plots:  # every plot lives in a declared plots/ output folder
+        assert p.split("/plots")[0] + "/plots" in outs, p
 
 
 def test_prefect_yaml_matches_flows():
