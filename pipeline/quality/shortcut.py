@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from pipeline.quality.oof import make_folds, oof_predict
 
@@ -60,7 +61,9 @@ def shortcut_check(
         if not cols:
             return None
         idx = [feats.columns.get_loc(c) for c in cols]
-        res = oof_predict(X_all[:, idx], lab_y, labelled, folds, _make_model(seed))
+        # one OpenMP thread: on a shared 2-core box, oversubscribed OpenMP makes HGB 100x slower
+        with threadpool_limits(limits=1, user_api="openmp"):
+            res = oof_predict(X_all[:, idx], lab_y, labelled, folds, _make_model(seed))
         return float(roc_auc_score(lab_y, res.pred_probs[labelled][:, 1]))
 
     source_cols = [c for c in feats.columns if c.startswith("source_")]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import SGDClassifier
 
 from pipeline.config import Params, QualityParams, resolve_path
 from pipeline.errors import ConfigError, GateError
@@ -91,13 +91,15 @@ def load_records(path: Path) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------------------------- scoring
 def model_factory(q: QualityParams, prevalence: float, n_minority: int, seed: int):
     def base():
-        return LogisticRegression(C=q.C, solver="liblinear", class_weight=q.class_weight, max_iter=1000,
-                                  random_state=seed)
+        # logistic regression fitted by SGD: linear in the number of non-zeros, ~30x faster than liblinear on long
+        # texts at equal label-issue precision/recall (benchmarks/bench_quality.py)
+        return SGDClassifier(loss="log_loss", alpha=q.alpha, max_iter=30, tol=1e-4, class_weight=q.class_weight,
+                             random_state=seed)
 
     cv = int(min(3, n_minority // 2))
     if q.calibrate and prevalence < q.calibrate_below and cv >= 2:
-        return (lambda: CalibratedClassifierCV(base(), method="sigmoid", cv=cv)), f"calibrated(sigmoid, cv={cv})"
-    return base, "logistic"
+        return (lambda: CalibratedClassifierCV(base(), method="sigmoid", cv=cv)), f"logistic-sgd+sigmoid(cv={cv})"
+    return base, "logistic-sgd"
 
 
 def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]:
