@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -169,10 +170,11 @@ def run_one(name: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     _say(f"{name}: preparing splits in {work}")
     splits, prep = prepare(name, work, params)
     _say(f"{name}: training")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tm = run_train(splits, work / "06_lora", params)
-    train_wall = time.perf_counter() - t0
+    train_wall, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     _say(f"{name}: compressing")
+    params = params.model_copy(update={"compress": params.compress.model_copy(update={"keep_variants": True})})
     cm = run_compress(work / "06_lora", splits, work / "06_compressed", params)
     by = {v["name"]: v for v in cm["variants"]}
     fp, i8, base, chosen = by["fp32"], by["int8"], by["baseline_tfidf_lr"], by[cm["chosen"]]
@@ -182,15 +184,21 @@ def run_one(name: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         "int8_pr_auc_drop_le_0.01": fp["pr_auc"] - i8["pr_auc"] <= 0.01,
         "int8_speedup_b1_ge_1.5": fp["latency_p50_ms"] / i8["latency_p50_ms"] >= 1.5,
         "training_lt_15min": train_wall < 900,
+        "training_cpu_lt_30min": train_cpu < 1800,  # 2 cores x 15 min
         "chosen_f1_ge_baseline": chosen["f1"] >= base["f1"],
         "chosen_pr_auc_ge_baseline": chosen["pr_auc"] >= base["pr_auc"],
     }
+    _say(f"{name}: paired bootstrap on the test split")
+    boot = paired_bootstrap(splits, work / "06_compressed" / "variants", ["fp32", cm["chosen"]], "baseline_tfidf_lr",
+                            params.compress.threads, params.seed)
     return {
         "prep": prep,
+        "bootstrap_vs_baseline": boot,
         "train": {k: tm[k] for k in ("validation", "test", "threshold", "training_time_s", "epochs_run", "best_epoch",
                                      "stopped_early", "history", "trainable_params", "total_params", "n_train",
                                      "loss_weighting")},
         "train_wall_s": round(train_wall, 1),
+        "train_cpu_s": round(train_cpu, 1),
         "compress": {k: cm[k] for k in ("variants", "chosen", "threads", "latency_runs", "n_test", "onnx_max_abs_diff",
                                         "stage_time_s")},
         "ratios_vs_fp32": {v["name"]: {"size_x_smaller": round(fp["size_mb"] / v["size_mb"], 2),
@@ -204,6 +212,50 @@ def run_one(name: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         "params": {"train": params.train.model_dump(mode="json"), "compress": params.compress.model_dump(mode="json"),
                    "split": params.split.model_dump(mode="json"), "seed": params.seed},
     }
+
+
+def paired_bootstrap(splits: Path, vdir: Path, names: list[str], baseline: str, threads: int, seed: int,
+                     n_boot: int = 2000) -> dict[str, Any]:
+    """95% interval of (variant - baseline) test PR-AUC and F1 (at each one's validation threshold), resampling the
+    test records with replacement (paired: the same resample for both)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    from pipeline.train.data import load_splits
+    from pipeline.train.metrics import choose_threshold
+    from pipeline.train.predict import load_variant
+
+    sd = load_splits(splits, ("validation", "test"))
+    va, te = sd["validation"], sd["test"]
+    preds = {}
+    for n in dict.fromkeys([*names, baseline]):
+        pr = load_variant(vdir / n, threads=threads)
+        thr = choose_threshold(va.labels, pr.predict_proba(va.texts))
+        preds[n] = (pr.predict_proba(te.texts), thr)
+    y = te.labels
+    rng = np.random.default_rng(seed)
+    idx = [rng.integers(0, len(y), len(y)) for _ in range(n_boot)]
+    idx = [i for i in idx if 0 < y[i].sum() < len(i)]
+
+    def f1(yy, pp, t):
+        pred = pp >= t
+        tp = (pred & (yy == 1)).sum()
+        return 2 * tp / max(pred.sum() + yy.sum(), 1)
+
+    out = {}
+    pb, tb = preds[baseline]
+    for n in dict.fromkeys(names):
+        if n == baseline:
+            continue
+        pa, ta = preds[n]
+        d_ap = np.array([average_precision_score(y[i], pa[i]) - average_precision_score(y[i], pb[i]) for i in idx])
+        d_f1 = np.array([f1(y[i], pa[i], ta) - f1(y[i], pb[i], tb) for i in idx])
+        out[n] = {"pr_auc_diff_mean": round(float(d_ap.mean()), 4),
+                  "pr_auc_diff_ci95": [round(float(x), 4) for x in np.percentile(d_ap, [2.5, 97.5])],
+                  "f1_diff_mean": round(float(d_f1.mean()), 4),
+                  "f1_diff_ci95": [round(float(x), 4) for x in np.percentile(d_f1, [2.5, 97.5])],
+                  "p_variant_better_pr_auc": round(float((d_ap > 0).mean()), 3)}
+    return {"n_boot": len(idx), "n_test": int(len(y)), "n_positive": int(y.sum()), "vs": baseline, "variants": out}
 
 
 def _print(name: str, res: dict[str, Any]) -> None:
@@ -220,6 +272,10 @@ def _print(name: str, res: dict[str, Any]) -> None:
     print(f"LoRA fp32 test PR-AUC {vb['lora_pr_auc']:.4f} F1 {vb['lora_f1']:.4f} | chosen {vb['chosen']} PR-AUC "
           f"{vb['chosen_pr_auc']:.4f} F1 {vb['chosen_f1']:.4f} | baseline PR-AUC {vb['baseline_pr_auc']:.4f} "
           f"F1 {vb['baseline_f1']:.4f}")
+    for n, b in res["bootstrap_vs_baseline"]["variants"].items():
+        print(f"{n} - baseline: PR-AUC {b['pr_auc_diff_mean']:+.4f} (95% CI {b['pr_auc_diff_ci95']}), "
+              f"F1 {b['f1_diff_mean']:+.4f} (95% CI {b['f1_diff_ci95']})")
+    print(f"training: {res['train_wall_s']:.0f} s wall, {res['train_cpu_s']:.0f} s CPU")
     print("checks: " + ", ".join(f"{k}={'PASS' if ok else 'FAIL'}" for k, ok in res["checks"].items()))
 
 
@@ -227,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["demo", "sms"], action="append")
     ap.add_argument("--threads", type=int, default=None, help="train.threads and compress.threads")
-    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work" / "train")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "fraudslm-bench-train",
+                    help="work folder (prepared stages are reused when present)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="param override KEY=VALUE")
     args = ap.parse_args(argv)
     import yaml

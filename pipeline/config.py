@@ -100,8 +100,8 @@ class QualityParams(_Section):
     calibrate: bool = True
     shortcut_auc_warn: float = Field(0.75, ge=0.5, le=1)
     max_features: int = Field(50000, ge=100)
-    passes: int = Field(4, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
-    alpha: float = Field(2e-5, gt=0)  # L2 penalty of the logistic regression (SGD, log loss)
+    passes: int = Field(3, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
+    alpha: float = Field(1e-4, gt=0)  # L2 penalty of the logistic regression (SGD, log loss)
     class_weight: Optional[Literal["balanced"]] = None  # balanced skews OOF probabilities (measured: lower precision)
     filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning"] = "prune_by_noise_rate"
     calibrate_below: float = Field(0.02, ge=0, le=0.5)  # calibrate (sigmoid, inner CV) when prevalence is below this
@@ -122,9 +122,9 @@ class SplitParams(_Section):
 class TrainParams(_Section):
     base_model: str = "bundled"
     max_length: int = Field(128, ge=8)
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
+    learning_rate: float = Field(2e-3, gt=0)
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.1, ge=0, lt=1)

@@ -72,10 +72,10 @@ def run_ingest(
     """Ingest every source of `sources` (a sources.yaml) into `out`; return the metrics.
 
     `ground_truth`: demo truth folder to score against (default: `paths.ground_truth` when it exists).
-    `repo_root`: base of relative locations (default: the repository). Locations may use `${raw}` etc.
+    `repo_root`: base of relative locations (default: the working directory, the repository for `dvc repro`). Locations may use `${raw}` etc.
     (the `paths:` of params), so `params.paths.raw` points one config at another folder.
     """
-    root = Path(repo_root or REPO_ROOT)
+    root = Path(repo_root) if repo_root else Path.cwd()
     resolved = load_sources(sources, params, root)
     schema_mod = record_schema()
     rec_schema = schema_mod.arrow_schema(resolved.extras)

@@ -103,7 +103,7 @@ def assign_by_time(df: pd.DataFrame, comps: np.ndarray, p: SplitParams) -> np.nd
     if "event_time" not in df.columns or df["event_time"].isna().all():
         raise ConfigError("split.time_based: records have no event_time")
     t = pd.to_datetime(df["event_time"], utc=True)
-    ts = t.astype("int64").to_numpy(dtype=np.int64)
+    ts = t.astype("int64").to_numpy(dtype=np.int64, copy=True)
     ts[t.isna().to_numpy()] = np.iinfo(np.int64).min
     n_comp = int(comps.max()) + 1
     latest = np.full(n_comp, np.iinfo(np.int64).min)

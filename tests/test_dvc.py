@@ -108,6 +108,8 @@ def test_repro_records_every_stage(dvc_built):
     paths = _params_paths(dvc_built)
     tracked = dvcops.git(["ls-files"], dvc_built).stdout.split()
     assert "dvc.lock" in tracked and "data/01_raw.dvc" in tracked and "data/ground_truth.dvc" in tracked
+    # DVC itself sees the .dvc pointers (a .gitignore that hides data/ from DVC's walk would drop them silently)
+    assert {"data/01_raw.dvc", "data/ground_truth.dvc"} <= set(dvcops.tracked_state_files(dvc_built))
     for stage, key in zip(built, ("ingested", "anonymized", "quality", "splits")):
         folder = paths[key]
         assert f"{folder}/metrics.json" in tracked, f"{stage}: metrics.json committed with dvc.lock"
@@ -132,7 +134,7 @@ def test_quality_param_reruns_quality_and_downstream_only(dvc_built, tmp_path):
     lock_a = dvcops.read_lock(ws)
     assert dvcops.apply_overrides(ws / "params.yaml", {"quality.k_folds": 4}) == {"quality.k_folds": 4}
     assert "k_folds: 4" in (ws / "params.yaml").read_text() and "# flag | drop | relabel" in (ws / "params.yaml").read_text()
-    stale = dvcops.status(ws)
+    stale = dvcops.status(ws, _built(ws))
     assert set(stale) == {"quality"}, stale  # only the stage whose params changed is stale before the run
     proc = dvcops.run_dvc(["repro", "split"], ws)
     assert _ran(proc) == {"quality", "split"}

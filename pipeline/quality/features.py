@@ -93,16 +93,21 @@ def build_features(
         enc = OneHotEncoder(handle_unknown="ignore", min_frequency=min(5, max(1, n // 100)), dtype=np.float32)
         blocks.append(enc.fit_transform(cat_frame))
     if nums:
-        num = df[nums].astype("float64").to_numpy()
-        missing = np.isnan(num)
-        num = np.nan_to_num(num, nan=0.0, posinf=0.0, neginf=0.0)
-        num = np.sign(num) * np.log1p(np.abs(num))
-        mu = num.mean(axis=0)
-        sd = num.std(axis=0)
-        sd[sd == 0] = 1.0
-        num = (num - mu) / sd
-        blocks.append(sp.csr_matrix(np.clip(num, -5, 5).astype(np.float32)))
-        if missing.any():
-            blocks.append(sp.csr_matrix(missing[:, missing.any(axis=0)].astype(np.float32)))
+        # quantile bins, one-hot: robust to scale and outliers, and lets a linear model bend (e.g. amount)
+        blocks.append(_binned(df[nums].astype("float64").to_numpy()))
     X = sp.hstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((n, 0))
     return FeatureSet(X=X, text_columns=text_cols, structured=cats + nums, categorical=cats, numeric=nums)
+
+
+def _binned(num: np.ndarray, n_bins: int = 10) -> sp.csr_matrix:
+    """One-hot quantile bins per numeric column; a missing value gets its own (all-zero bins + indicator) column."""
+    cols = []
+    for j in range(num.shape[1]):
+        v = num[:, j]
+        ok = ~np.isnan(v)
+        if not ok.any():
+            continue
+        edges = np.unique(np.quantile(v[ok], np.linspace(0, 1, n_bins + 1)[1:-1]))
+        b = np.where(ok, np.searchsorted(edges, np.nan_to_num(v), side="right"), len(edges) + 1)
+        cols.append(sp.csr_matrix((np.ones(len(v), np.float32), (np.arange(len(v)), b)), shape=(len(v), len(edges) + 2)))
+    return sp.hstack(cols, format="csr", dtype=np.float32) if cols else sp.csr_matrix((num.shape[0], 0), dtype=np.float32)

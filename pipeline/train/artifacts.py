@@ -147,7 +147,7 @@ def compression_table(variants: list[dict[str, Any]], chosen: Optional[str], not
         "# Compression: size, latency and accuracy on the test split",
         "",
         "| variant | size MB | x smaller | params | p50 ms (b1) | p95 ms (b1) | x faster (b1) | texts/s (b32) | "
-        "PR-AUC | dPR-AUC | F1 | recall @ 1% FPR |",
+        "PR-AUC | PR-AUC vs fp32 | F1 | recall @ 1% FPR |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for v in variants:

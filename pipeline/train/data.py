@@ -8,8 +8,10 @@ it the stages refuse with GateError (exit 1): raw data can never reach a model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,13 +200,19 @@ def data_version(splits_dir: Path) -> dict[str, Any]:
     """Version of the data a model saw: sha256 of the DatasetDict folder, and the card's version line if any."""
     splits_dir = Path(splits_dir)
     out: dict[str, Any] = {"dataset_sha256": sha256_tree(dataset_dir(splits_dir))}
+    mpath = splits_dir / "metrics.json"
+    if mpath.is_file():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            v = read_json(mpath).get("data_version")
+            if isinstance(v, (str, int)):
+                out["split_data_version"] = str(v)
     card = splits_dir / "README.md"
     if card.is_file():
         out["card_sha256"] = sha256_file(card)
         for line in card.read_text(encoding="utf-8", errors="replace").splitlines()[:80]:
-            low = line.strip().lower().lstrip("-* ")
-            if low.startswith(("version:", "dataset version:", "data version:")):
-                out["card_version"] = line.split(":", 1)[1].strip().strip("`")[:100]
+            m = re.match(r"^[-*\s]*(?:data(?:set)?\s+)?version:\s*`?([^`\s]+)`?", line.strip(), flags=re.I)
+            if m:
+                out["card_version"] = m.group(1)[:100]
                 break
     return out
 
