@@ -178,7 +178,7 @@ def run_one(name: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     cm = run_compress(work / "06_lora", splits, work / "06_compressed", params)
     by = {v["name"]: v for v in cm["variants"]}
     fp, i8, base, chosen = by["fp32"], by["int8"], by["baseline_tfidf_lr"], by[cm["chosen"]]
-    checks = {
+    checks = int8_checks(by) | {
         "lora_pr_auc_ge_baseline": tm["test"]["pr_auc"] >= base["pr_auc"],
         "int8_size_ratio_ge_3.5": fp["size_mb"] / i8["size_mb"] >= 3.5,
         "int8_pr_auc_drop_le_0.01": fp["pr_auc"] - i8["pr_auc"] <= 0.01,
@@ -212,6 +212,19 @@ def run_one(name: str, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
         "params": {"train": params.train.model_dump(mode="json"), "compress": params.compress.model_dump(mode="json"),
                    "split": params.split.model_dump(mode="json"), "seed": params.seed},
     }
+
+
+def int8_checks(by: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """The int8 targets for both int8 variants, each against torch fp32 (the merged model) and ONNX int8 also
+    against ONNX fp32 (same runtime)."""
+    out: dict[str, bool] = {}
+    for name, ref in (("onnx_int8", "fp32"), ("onnx_int8", "onnx_fp32")):
+        if name in by and ref in by:
+            v, r = by[name], by[ref]
+            out[f"{name}_vs_{ref}_size_ratio_ge_3.5"] = r["size_mb"] / v["size_mb"] >= 3.5
+            out[f"{name}_vs_{ref}_pr_auc_drop_le_0.01"] = r["pr_auc"] - v["pr_auc"] <= 0.01
+            out[f"{name}_vs_{ref}_speedup_b1_ge_1.5"] = r["latency_p50_ms"] / v["latency_p50_ms"] >= 1.5
+    return out
 
 
 def paired_bootstrap(splits: Path, vdir: Path, names: list[str], baseline: str, threads: int, seed: int,

@@ -100,8 +100,10 @@ class QualityParams(_Section):
     calibrate: bool = True
     shortcut_auc_warn: float = Field(0.75, ge=0.5, le=1)
     max_features: int = Field(50000, ge=100)
-    passes: int = Field(3, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
+    passes: int = Field(2, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
     alpha: float = Field(1e-4, gt=0)  # L2 penalty of the logistic regression (SGD, log loss)
+    max_iter: int = Field(30, ge=1, le=1000)  # SGD epochs per fold model (cost is linear in it)
+    frac_noise: float = Field(1.0, gt=0, le=1)  # cleanlab: flag this fraction of the estimated noise (lower = precision)
     class_weight: Optional[Literal["balanced"]] = None  # balanced skews OOF probabilities (measured: lower precision)
     filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning"] = "prune_by_noise_rate"
     calibrate_below: float = Field(0.02, ge=0, le=0.5)  # calibrate (sigmoid, inner CV) when prevalence is below this
@@ -117,14 +119,20 @@ class SplitParams(_Section):
     rebalance: Literal["none", "undersample", "oversample", "class_weight"] = "undersample"
     target_ratio: float = Field(0.25, gt=0, le=1)
     min_minority_per_split: int = Field(5, ge=0)
+    # records the quality stage flagged (label issues, conflicts): drop = left out of train only (validation and
+    # test keep them, so evaluation stays on the data as it came in); keep = train on them too
+    train_flagged: Literal["keep", "drop"] = "drop"
 
 
 class TrainParams(_Section):
     base_model: str = "bundled"
     max_length: int = Field(128, ge=8)
-    epochs: int = Field(4, ge=1)
+    # mean = attention-masked mean of the last hidden states (how sentence-transformers bases were trained; BERT
+    # family), cls = the architecture's own [CLS]/pooler head (any other base falls back to it)
+    pooling: Literal["mean", "cls"] = "mean"
+    epochs: int = Field(6, ge=1)
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(2e-3, gt=0)
+    learning_rate: float = Field(3e-3, gt=0)
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.1, ge=0, lt=1)

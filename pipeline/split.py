@@ -197,7 +197,15 @@ def run_split(inp: Path, out: Path, params: Params) -> dict:
     minority = int(np.argmin(np.bincount(overall, minlength=2)))
     for name in ("validation", "test"):
         _check_minority(parts[name], name, minority, p, len(data))
+    flagged_out = pd.DataFrame(columns=data.columns)
+    if p.train_flagged == "drop":
+        # label issues the quality stage flagged leave the training split only: validation and test keep every
+        # record with its given label, so evaluation stays on the natural (noisy) data
+        qf = parts["train"]["quality_flag"].to_numpy(bool)
+        flagged_out = parts["train"][qf]
+        parts["train"] = parts["train"][~qf].reset_index(drop=True)
     train, rebalance = rebalance_train(parts["train"], p, seed)
+    rebalance["train_flagged"] = {"policy": p.train_flagged, "dropped": int(len(flagged_out))}
     _check_minority(train, "train", minority, p, len(data))
     parts["train"] = train
 
@@ -207,7 +215,9 @@ def run_split(inp: Path, out: Path, params: Params) -> dict:
 
     # ledger: accepted = unique input records present in some split; undersampling drops are recorded
     present = set().union(*(set(f["record_id"]) for f in parts.values()))
-    gone = data[~data["record_id"].isin(present)]
+    for src, c in flagged_out["source"].value_counts().sort_index().items():
+        ledger.drop(str(src), "quality_flagged_train", int(c))
+    gone = data[~data["record_id"].isin(present) & ~data["record_id"].isin(set(flagged_out["record_id"]))]
     for src, c in gone["source"].value_counts().sort_index().items():
         ledger.drop(str(src), "undersampled", int(c))
     kept = data[data["record_id"].isin(present)]
@@ -392,6 +402,8 @@ def dataset_card(m: dict, params: Params) -> str:
         "",
         f"- method: `{m['rebalance']['method']}`, target minority/majority ratio {p.target_ratio}",
         f"- ratio before: {_fmt(m['rebalance'].get('ratio_before'))}, after: {_fmt(m['rebalance'].get('ratio_after'))}",
+        f"- quality-flagged records left out of train (`split.train_flagged: {p.train_flagged}`): "
+        f"{m['rebalance'].get('train_flagged', {}).get('dropped', 0)}",
     ]
     if "weights" in m["rebalance"]:
         lines.append(f"- class weights (column `weight`): {m['rebalance']['weights']}")

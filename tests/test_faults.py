@@ -71,7 +71,7 @@ def _stage_cmd(stage: str, demo: dict[str, Path], out: Path) -> list[str]:
                 "--set", f"anonymize.registry={REPO / 'schemas' / 'recognizers.yaml'}"]
     prev = {"quality": "ref-anonymize", "split": "ref-quality"}[stage]
     return [str(FRAUDSLM), stage, "--in", str(base / prev), "--out", str(out), *common,
-            "--set", "quality.k_folds=3"]
+            "--set", "quality.k_folds=3", "--set", "split.min_minority_per_split=1"]  # 200 records: ~16 fraud
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -117,8 +117,7 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subproces
 
 
 def _reference_runs(demo, stages: list[str], refs: dict, tmp: Path) -> dict[str, dict]:
-    """Uninterrupted runs (each output also feeds the next stage's kill test); a later stage still being built
-    whose run fails is left out (its test skips)."""
+    """Uninterrupted runs (each output also feeds the next stage's kill test)."""
     for stage in stages:
         if stage in refs:
             continue
@@ -127,8 +126,6 @@ def _reference_runs(demo, stages: list[str], refs: dict, tmp: Path) -> dict[str,
         out = demo["base"] / f"ref-{stage}"
         t0 = time.monotonic()
         proc = _run(_stage_cmd(stage, demo, out), _env(tmp))
-        if stage in ("quality", "split") and proc.returncode != 0:
-            break
         assert proc.returncode == 0, proc.stderr[-2000:]
         refs[stage] = {"snapshot": _snapshot(out), "seconds": time.monotonic() - t0}
     return refs
@@ -201,7 +198,7 @@ def test_anonymize_killed_then_resumed_is_byte_identical(demo, references, tmp_p
 def test_killed_many_times_then_resumed_is_byte_identical(stage, demo, all_references, tmp_path) -> None:
     references = all_references
     if stage not in references:
-        pytest.skip(f"pipeline.{stage}: no stage function yet, or its reference run failed on the 200-record demo")
+        pytest.skip(f"pipeline.{stage}: no stage function")
     _kill_and_resume(stage, demo, references, tmp_path, _fractions(f"{stage}-slow", 5))
 
 

@@ -110,6 +110,20 @@ def test_undersample_ratio_and_ledger(split_run):
     assert m["prevalence"]["test"] < 0.15
 
 
+def test_flagged_records_leave_train_only(split_run, records, tmp_path):
+    f = _frames(split_run["out"])
+    m = split_run["metrics"]
+    assert not f["train"]["quality_flag"].any()  # default split.train_flagged: drop
+    assert f["validation"]["quality_flag"].any() and f["test"]["quality_flag"].any()  # evaluation keeps them
+    led = read_json(split_run["out"] / "ledger.json")
+    dropped = sum(s["reasons"].get("quality_flagged_train", 0) for s in led["sources"].values())
+    assert dropped == m["rebalance"]["train_flagged"]["dropped"] > 0
+    kept = run_split(split_run["inp"], tmp_path / "keep", _params(**{"split.train_flagged": "keep"}))
+    assert kept["rebalance"]["train_flagged"] == {"policy": "keep", "dropped": 0}
+    assert pd.read_parquet(tmp_path / "keep" / "train.parquet")["quality_flag"].any()
+    assert read_json(tmp_path / "keep" / "ledger.json")["balanced"]
+
+
 @pytest.mark.parametrize("method", ["oversample", "class_weight"])
 def test_other_rebalancing(records, tmp_path, method):
     m = run_split(_quality_dir(tmp_path / "q", records), tmp_path / "s",

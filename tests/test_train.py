@@ -198,6 +198,13 @@ def test_train_outputs(trained, splits):
             assert k in saved[split]
     assert saved["epochs_run"] == 2 and saved["training_time_s"] >= 0
     assert m["merge_max_abs_diff"] is not None and m["merge_max_abs_diff"] < 1e-3
+    # the head reads the masked mean of the last hidden states (train.pooling: mean); the merged model says so and
+    # loads back with that head
+    cfg = json.loads((out / "merged" / "config.json").read_text())
+    assert cfg["fraudslm_pooling"] == "mean" and cfg["architectures"] == ["MeanPoolBertForSequenceClassification"]
+    from pipeline.train import model as M
+
+    assert type(M.load_pretrained_classifier(str(out / "merged"))).__name__ == "MeanPoolBertForSequenceClassification"
     ledger = json.loads((out / "ledger.json").read_text())
     assert ledger["balanced"] and ledger["totals"]["read"] == 48 + 24 + 24
     args = json.loads((out / "training_args.json").read_text())

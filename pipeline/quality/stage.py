@@ -93,7 +93,7 @@ def model_factory(q: QualityParams, prevalence: float, n_minority: int, seed: in
     def base():
         # logistic regression fitted by SGD: linear in the number of non-zeros, ~30x faster than liblinear on long
         # texts at equal label-issue precision/recall (benchmarks/bench_quality.py)
-        return SGDClassifier(loss="log_loss", alpha=q.alpha, max_iter=30, tol=1e-4, class_weight=q.class_weight,
+        return SGDClassifier(loss="log_loss", alpha=q.alpha, max_iter=q.max_iter, tol=1e-4, class_weight=q.class_weight,
                              random_state=seed)
 
     cv = int(min(3, n_minority // 2))
@@ -117,7 +117,7 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
 
     res = find_issues_iterated(
         feats.X, y, labelled, comps[labelled], make_model, k=q.k_folds, seed=seed, passes=q.passes,
-        filter_by=q.filter_by,
+        filter_by=q.filter_by, frac_noise=q.frac_noise,
     )
     pp = res.oof.pred_probs
     scores = pd.DataFrame({"record_id": df["record_id"], "source": df["source"], "given_label": df["label"]})
@@ -144,7 +144,7 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
     scores["label_conflict_text"] = text_conf
     scores["label_conflict"] = df["label_conflict"].to_numpy() | text_conf
 
-    shortcut = shortcut_check(df, y, labelled, comps[labelled], q.k_folds, seed)
+    shortcut = shortcut_check(df, y, labelled, comps[labelled], q.k_folds, seed, folds=res.folds)
     info = {
         "model": model_name,
         "features": {"text": feats.text_columns, "total": int(feats.X.shape[1]), "structured": feats.structured},

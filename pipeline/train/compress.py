@@ -197,7 +197,6 @@ def choose_variant(variants: list[dict[str, Any]], budget: float) -> str:
 def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str, Any]:
     import torch
     from threadpoolctl import threadpool_limits
-    from transformers import AutoModelForSequenceClassification
 
     inp, splits, out = Path(inp), Path(splits), Path(out)
     cp = params.compress
@@ -225,8 +224,7 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
     with threadpool_limits(limits=cp.threads):
         tokenizer = M.load_tokenizer(str(merged_dir))
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        with M.quiet_transformers():
-            teacher = AutoModelForSequenceClassification.from_pretrained(str(merged_dir)).eval()
+        teacher = M.load_pretrained_classifier(str(merged_dir)).eval()
         n_params = sum(p.numel() for p in teacher.parameters())
         common = {"max_length": max_length, "labels": prov.get("labels"), "source_model": "merged",
                   "data_version": dv["dataset_sha256"]}

@@ -112,7 +112,7 @@ def read_variant_meta(folder: Path) -> dict[str, Any]:
 
 def load_variant(folder: str | Path, threads: int = 1, batch_size: int = 64):
     """A predictor (`.predict_proba(texts) -> np.ndarray`) for a variant folder written by `fraudslm compress`."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
     folder = Path(folder)
     meta = read_variant_meta(folder)
@@ -123,12 +123,11 @@ def load_variant(folder: str | Path, threads: int = 1, batch_size: int = 64):
     tokenizer = M.load_tokenizer(str(folder))
     max_length = int(meta["max_length"])
     if kind == "hf":
-        with M.quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+        model = M.load_pretrained_classifier(str(folder))
         return TorchPredictor(model, tokenizer, max_length, batch_size)
     if kind == "torch_int8":
         with M.quiet_transformers():
-            model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
+            model = M.classifier_from_config(AutoConfig.from_pretrained(str(folder)))
         q = quantize_int8(model)
         q.load_state_dict(torch.load(folder / INT8_FILE, map_location="cpu", weights_only=True))
         return TorchPredictor(q, tokenizer, max_length, batch_size)

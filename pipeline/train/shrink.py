@@ -42,14 +42,11 @@ def student_layer_map(n_teacher: int, k: int) -> list[int]:
 def make_student(teacher, k: int):
     """A k-layer copy of the teacher's architecture; embeddings, pooler and head copied, layer i <- teacher layer
     map[i]."""
-    from transformers import AutoModelForSequenceClassification
-
     n = teacher.config.num_hidden_layers
     layer_map = student_layer_map(n, k)
     cfg = copy.deepcopy(teacher.config)
     cfg.num_hidden_layers = k
-    with M.quiet_transformers():
-        student = AutoModelForSequenceClassification.from_config(cfg)
+    student = M.classifier_from_config(cfg)  # same head (pooling) as the teacher
     pat = re.compile(r"^(.*\.encoder\.layer\.)(\d+)(\..*)$")
     state = {}
     for key, v in teacher.state_dict().items():

@@ -139,13 +139,14 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     base_path = M.resolve_base_model(tp.base_model)
     use_q, q_why = M.resolve_qlora(tp.qlora)
     dev = M.device()
-    echo(f"base model {tp.base_model}; QLoRA: {q_why}; device {dev}, {tp.threads} threads; "
+    echo(f"base model {tp.base_model}; pooling {tp.pooling}; QLoRA: {q_why}; device {dev}, {tp.threads} threads; "
          f"train {len(tr_idx)} / validation {len(va)} / test {len(te)} records")
 
     tokenizer = M.load_tokenizer(base_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     torch.manual_seed(params.seed)
-    base = M.load_classifier(base_path, M.bnb_config() if use_q else None)
+    base = M.load_classifier(base_path, M.bnb_config() if use_q else None, pooling=tp.pooling)
+    pooling = base.config.fraudslm_pooling
     num_layers = M.n_layers(base)
     if use_q:  # pragma: no cover - CUDA only
         from peft import prepare_model_for_kbit_training
@@ -260,6 +261,7 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         "device": str(dev),
         "threads": tp.threads,
         "max_length": tp.max_length,
+        "pooling": pooling,
         "threshold": threshold,
         "labels": dict(M.LABELS),
         "data_version": dv,
@@ -331,7 +333,7 @@ def _write_merged(out: Path, base_path: str, tokenizer, live_model, probe_ids: l
     from peft import PeftModel
 
     torch.manual_seed(0)  # the head is overwritten by the adapter's saved copy; seed only for tidiness
-    base = M.load_classifier(base_path)
+    base = M.load_classifier(base_path, pooling=provenance["pooling"])
     with M.quiet_transformers():
         merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
     merged.eval()
