@@ -263,3 +263,33 @@ def test_smishing_conflicts(shared_data):
     groups = df.loc[conf, "text"].map(lambda t: " ".join(t.lower().split())).nunique()
     assert conf.sum() >= 50 and groups >= 25
     assert set(df.loc[conf, "label_raw"]) == {"spam", "smishing"}
+
+
+def test_greedy_group_folds_keep_groups_whole_and_spread_positives():
+    from pipeline.quality.oof import GREEDY_GROUPS_ABOVE
+
+    rng = np.random.default_rng(3)
+    n_groups = GREEDY_GROUPS_ABOVE + 1000  # above the threshold: the greedy path
+    groups = rng.integers(0, n_groups, size=3 * n_groups)
+    y = (rng.random(len(groups)) < 0.05).astype(int)
+    folds = make_folds(y, groups, 5, seed=0)
+    assert len(folds) == 5
+    seen = np.zeros(len(y), int)
+    for tr, te in folds:
+        assert not set(groups[tr]) & set(groups[te])  # no group on both sides
+        seen[te] += 1
+    assert (seen == 1).all()  # every row scored exactly once
+    pos = [int(y[te].sum()) for _, te in folds]
+    assert max(pos) - min(pos) <= 0.05 * sum(pos) + 2  # positives spread evenly
+
+
+def test_cosine_knn_graph_matches_sklearn():
+    from sklearn.neighbors import NearestNeighbors
+
+    from pipeline.quality.issues import cosine_knn_graph
+
+    X = np.random.default_rng(0).normal(size=(600, 16)).astype(np.float32)
+    g = cosine_knn_graph(X, 5, chunk=128)
+    _, ind = NearestNeighbors(n_neighbors=5, metric="cosine").fit(X).kneighbors()
+    assert (np.sort(g.indices.reshape(-1, 5), axis=1) == np.sort(ind, axis=1)).mean() > 0.99
+    assert (np.diff(g.data.reshape(-1, 5), axis=1) >= -1e-6).all()  # sorted by distance within each row
