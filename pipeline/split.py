@@ -272,6 +272,8 @@ def _check_minority(frame: pd.DataFrame, name: str, minority: int, p: SplitParam
             f"split: {name} has {have} {LABEL_NAMES[minority]} example(s), fewer than "
             f"split.min_minority_per_split={p.min_minority_per_split} ({n_total} labelled records in total); "
             f"add data, enlarge val_size/test_size or lower min_minority_per_split"
+            + (", or keep quality-flagged records in train (split.train_flagged=keep)"
+               if name == "train" and p.train_flagged == "drop" else "")
         )
 
 

@@ -54,6 +54,7 @@ TINY_PARAMS = {
     "demo.n": 300,
     "quality.k_folds": 3,
     "split.min_minority_per_split": 2,
+    "split.train_flagged": "keep",  # 300 records: dropping flagged rows would leave train with ~1 fraud example
     "anonymize.workers": 1,
     "train.epochs": 1,
     "train.max_length": 16,

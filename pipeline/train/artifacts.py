@@ -94,8 +94,8 @@ def model_card(*, provenance: dict[str, Any], metrics: dict[str, Any], counts: d
         f"- head input: {'masked mean of the last hidden states' if provenance.get('pooling') == 'mean' else 'the architecture default ([CLS] pooler)'}"
         f" (`train.pooling: {provenance.get('pooling', 'cls')}`)",
         "- text preprocessing: each anonymization placeholder is reduced to its type in words before tokenization "
-        "(`<PERSON_0123456789ab>` -> `person`; `pipeline.train.model.model_text`); callers of the exported ONNX model "
-        "must do the same",
+        "(a PERSON pseudonym becomes the word `person`; `pipeline.train.model.model_text`); callers of the exported "
+        "ONNX model must do the same",
         f"- QLoRA: {provenance['qlora']['reason']}",
         f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,}",
         f"- max_length {tp['max_length']} tokens, batch {tp['batch_size']}, lr {tp['learning_rate']}, "
