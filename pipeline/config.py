@@ -110,6 +110,9 @@ class QualityParams(_Section):
     conflict_label_columns: list[str] = Field(default_factory=lambda: ["label", "label_raw"])
     outliers: bool = True  # Datalab outlier + near-duplicate scores on a low-rank view of the features
     embedding_dims: int = Field(64, ge=2, le=512)
+    # which records the label-issue folds keep together: duplicates = near-duplicate clusters (a row and its copies
+    # are always scored by a model that saw neither); customer = customer + near-duplicate components (as the split)
+    fold_groups: Literal["duplicates", "customer"] = "duplicates"
 
 
 class SplitParams(_Section):

@@ -283,6 +283,33 @@ def test_greedy_group_folds_keep_groups_whole_and_spread_positives():
     assert max(pos) - min(pos) <= 0.05 * sum(pos) + 2  # positives spread evenly
 
 
+def test_label_issue_folds_keep_duplicates_whole():
+    """fold_groups=duplicates: near-duplicate copies never sit on both sides of a fold, while one customer's records
+    may; fold_groups=customer keeps the customer whole as well."""
+    from pipeline.config import QualityParams
+    from pipeline.quality.stage import label_issue_groups
+
+    rng = np.random.default_rng(5)
+    n = 600
+    df = pd.DataFrame({
+        "record_id": [f"r{i:04d}" for i in range(n)],
+        "group_id": [f"C{i // 6}" for i in range(n)],  # 100 customers, 6 records each
+        "dup_cluster": [f"D{i // 3}" if i % 10 < 3 else None for i in range(n)],  # clusters of 3 copies
+    })
+    y = (rng.random(n) < 0.2).astype(int)
+    for mode, whole in (("duplicates", ["dup_cluster"]), ("customer", ["dup_cluster", "group_id"])):
+        groups = label_issue_groups(df, QualityParams(fold_groups=mode))
+        folds = make_folds(y, groups, 5, seed=0)
+        split_customers = 0
+        for tr, te in folds:
+            for col in whole:
+                a, b = set(df[col].iloc[tr].dropna()), set(df[col].iloc[te].dropna())
+                assert not a & b, f"{mode}: a {col} on both sides of a fold"
+            split_customers += len(set(df["group_id"].iloc[tr]) & set(df["group_id"].iloc[te]))
+        if mode == "duplicates":
+            assert split_customers > 0  # customers are not kept whole: their other records inform the score
+
+
 def test_cosine_knn_graph_matches_sklearn():
     from sklearn.neighbors import NearestNeighbors
 

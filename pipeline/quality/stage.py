@@ -102,6 +102,15 @@ def model_factory(q: QualityParams, prevalence: float, n_minority: int, seed: in
     return base, "logistic-sgd"
 
 
+def label_issue_groups(df: pd.DataFrame, q: QualityParams) -> np.ndarray:
+    """Groups the label-issue folds keep whole. `duplicates` (default): near-duplicate clusters only, so a record and
+    its copies are always scored by a model that saw none of them, while a customer's other records may inform the
+    score (context a reviewer would also use; measured on the demo: P/R 0.857/0.868 with customer folds, 0.892/0.896
+    with duplicate folds). `customer`: customer + near-duplicate components, as the split uses."""
+    keys = ("dup_cluster",) if q.fold_groups == "duplicates" else ("group_id", "dup_cluster")
+    return leakage_components(df, keys)
+
+
 def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]:
     """All scores for every record (labelled rows out of fold; unlabelled rows by the fold models' average)."""
     q = params.quality
@@ -109,14 +118,15 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
     n = len(df)
     labelled = df["label"].notna().to_numpy()
     y = df.loc[labelled, "label"].astype(int).to_numpy()
-    comps = leakage_components(df)
+    comps = leakage_components(df)  # customer + near-duplicate components (the split's groups)
+    fold_comps = label_issue_groups(df, q)
     feats = build_features(df, q.max_features)
     counts = np.bincount(y, minlength=2)
     prevalence = counts[1] / max(counts.sum(), 1)
     make_model, model_name = model_factory(q, prevalence, int(counts.min()), seed)
 
     res = find_issues_iterated(
-        feats.X, y, labelled, comps[labelled], make_model, k=q.k_folds, seed=seed, passes=q.passes,
+        feats.X, y, labelled, fold_comps[labelled], make_model, k=q.k_folds, seed=seed, passes=q.passes,
         filter_by=q.filter_by, frac_noise=q.frac_noise,
     )
     pp = res.oof.pred_probs
@@ -144,11 +154,14 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
     scores["label_conflict_text"] = text_conf
     scores["label_conflict"] = df["label_conflict"].to_numpy() | text_conf
 
-    shortcut = shortcut_check(df, y, labelled, comps[labelled], q.k_folds, seed, folds=res.folds)
+    # the shortcut check asks whether anonymization artefacts predict the label for unseen customers: customer folds
+    shortcut = shortcut_check(df, y, labelled, comps[labelled], q.k_folds, seed,
+                              folds=res.folds if q.fold_groups == "customer" else None)
     info = {
         "model": model_name,
         "features": {"text": feats.text_columns, "total": int(feats.X.shape[1]), "structured": feats.structured},
         "folds": res.oof.n_splits,
+        "fold_groups": q.fold_groups,
         "rounds": res.rounds,
         "leakage_groups": int(len(np.unique(comps))) if n else 0,
         "shortcut": shortcut,
