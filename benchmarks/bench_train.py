@@ -31,6 +31,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "train.json"
+# per-data-set params the README's figures use (a --set of the same key wins): SMS spam trains on ~2,500 records,
+# where the default learning rate (3e-3, the demo's best) failed on 2 of 3 splits; 1e-3 had the best validation
+# PR-AUC on all three (README "Train and compress")
+DATASET_PARAMS: dict[str, dict[str, Any]] = {"sms": {"train.learning_rate": 0.001}}
 SMS = ROOT.parent / "shared" / "data" / "sms_spam"
 BENCH_KEY = "fraudslm-benchmark-key-not-secret-0001"
 
@@ -310,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides[k] = yaml.safe_load(v)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     names = args.only or ["demo", "sms"]
+    from pipeline.config import load_params
+
+    default_seed = load_params(ROOT / "params.yaml").seed
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results.setdefault("datasets", {})
     import torch
@@ -320,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "sms" and not (SMS / "dev.csv").exists():
             _say("../shared/data/sms_spam/dev.csv absent: skipping sms")
             continue
-        res = run_one(name, args.work / name, overrides)
+        # another seed re-draws the split (and the quality folds, the training order): a repeat, kept beside the
+        # default-seed run under its own key and work folder
+        key = name if overrides.get("seed") in (None, default_seed) else f"{name}_seed{overrides['seed']}"
+        res = run_one(name, args.work / key, {**DATASET_PARAMS.get(name, {}), **overrides})
         res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        results["datasets"][name] = res
-        _print(name, res)
+        results["datasets"][key] = res
+        _print(key, res)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     print(f"\nwrote {RESULTS}")

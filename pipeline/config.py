@@ -119,8 +119,11 @@ class SplitParams(_Section):
     test_size: float = Field(0.15, gt=0, lt=0.5)
     val_size: float = Field(0.15, gt=0, lt=0.5)
     time_based: bool = False
-    rebalance: Literal["none", "undersample", "oversample", "class_weight"] = "undersample"
+    # auto = undersample when train's natural minority/majority ratio is below `auto_undersample_below`, else none
+    # (all rows kept; train.class_weighted balances the loss): see README "Quality and splits"
+    rebalance: Literal["auto", "none", "undersample", "oversample", "class_weight"] = "auto"
     target_ratio: float = Field(0.25, gt=0, le=1)
+    auto_undersample_below: float = Field(0.05, ge=0, le=1)
     min_minority_per_split: int = Field(5, ge=0)
     # records the quality stage flagged (label issues, conflicts): drop = left out of train only (validation and
     # test keep them, so evaluation stays on the data as it came in); keep = train on them too
@@ -143,6 +146,11 @@ class TrainParams(_Section):
     top_k_layers: Optional[int] = Field(None, ge=1)
     class_weighted: bool = True
     early_stopping_patience: int = Field(2, ge=1)
+    # divergence guard: an epoch whose mean training loss exceeds this multiple of the last good epoch's, without a
+    # better validation PR-AUC, is rolled back (best weights restored, optimizer moments reset, learning rate x
+    # divergence_lr_factor); null disables it
+    divergence_loss_ratio: Optional[float] = Field(1.5, gt=1)
+    divergence_lr_factor: float = Field(0.5, gt=0, lt=1)
     qlora: Literal["auto", True, False] = "auto"
     max_train_samples: Optional[int] = Field(None, ge=1)
     threads: int = Field(2, ge=1)  # torch CPU threads (set 1 on an oversubscribed machine)
@@ -158,6 +166,9 @@ class CompressParams(_Section):
     student_layers: int = Field(3, ge=1)
     distill_epochs: int = Field(2, ge=1)
     pr_auc_budget: float = Field(0.01, ge=0)
+    # among the variants within the budget, ship the smallest that also reaches the TF-IDF baseline's test PR-AUC
+    # (a compressed SLM the 1 MB baseline beats is not worth deploying); when none does, the budget alone decides
+    baseline_floor: bool = True
     latency_runs: int = Field(50, ge=1)
     threads: int = Field(2, ge=1)  # torch and onnxruntime intra-op threads, for every variant alike
     learning_rate: float = Field(1e-4, gt=0)  # distillation and pruning recovery (full fine-tune)

@@ -231,3 +231,21 @@ def test_end_to_end_on_demo(small_demo, tmp_path):
         blob = pd.read_parquet(f).astype(str).to_csv(index=False)
         leaked = [v for v in values if v in blob]
         assert not leaked, (f.name, len(leaked))
+
+
+@pytest.mark.parametrize("threshold, applied", [(0.05, "none"), (0.5, "undersample")])
+def test_auto_rebalance(records, tmp_path, threshold, applied):
+    """auto keeps every train row when the natural ratio (~0.06 here) is at or above the threshold, and
+    undersamples to target_ratio below it; the resolved method is recorded in metrics and the dataset card."""
+    m = run_split(_quality_dir(tmp_path / "q", records), tmp_path / "s",
+                  _params(**{"split.rebalance": "auto", "split.auto_undersample_below": threshold,
+                             "split.target_ratio": 0.25}))
+    rb = m["rebalance"]
+    assert rb["configured"] == "auto" and rb["method"] == applied
+    tr = _frames(tmp_path / "s")["train"]
+    ratio = (tr["label"] == 1).sum() / (tr["label"] == 0).sum()
+    if applied == "none":
+        assert rb["ratio_after"] == rb["ratio_before"] == pytest.approx(ratio) and ratio < 0.25
+    else:
+        assert ratio == pytest.approx(0.25, rel=0.02)
+    assert f"method: `{applied}`" in (tmp_path / "s" / "README.md").read_text()

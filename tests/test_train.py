@@ -286,3 +286,66 @@ def test_compress_refuses_other_dataset(trained, tmp_path):
     other = make_splits(tmp_path / "other", 10, 10)
     with pytest.raises(ConfigError, match="differs from the dataset"):
         run_compress(trained["out"], other, tmp_path / "c", tiny_params())
+
+
+def test_divergence_rule():
+    from pipeline.train.trainer import diverged
+
+    hist = [{"train_loss": 0.4, "val_pr_auc": 0.9}]
+    assert diverged(hist, 0.91, 0.23, 0.9, 1.5)  # SMS seed-1 run at lr 3e-3: loss 0.39 -> 0.91, PR-AUC 0.90 -> 0.23
+    assert not diverged(hist, 0.5, 0.5, 0.9, 1.5)  # loss up, but not past the ratio
+    assert not diverged(hist, 0.91, 0.95, 0.9, 1.5)  # validation improved: not undone
+    assert not diverged(hist, 0.91, 0.23, 0.9, None)  # guard disabled
+    assert diverged(hist, float("nan"), 0.2, 0.9, 1.5)
+    # compared against the last epoch that was kept, not a rolled-back one
+    hist2 = hist + [{"train_loss": 9.0, "val_pr_auc": 0.2, "rolled_back": True}]
+    assert diverged(hist2, 0.7, 0.5, 0.9, 1.5) and not diverged(hist2, 0.5, 0.5, 0.9, 1.5)
+
+
+def test_diverging_epochs_are_rolled_back(splits, tmp_path):
+    """At an absurd learning rate the loss explodes after epoch 1: each such epoch is undone (epoch-1 weights back,
+    learning rate halved each time), the model that comes out is epoch 1's, and a run killed after a rolled-back
+    epoch resumes to the same adapter."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pipeline.train import run_train
+
+    p = tiny_params(**{"train.epochs": 3, "train.learning_rate": 1.0})
+    out = tmp_path / "lora"
+    m = run_train(splits, out, p)
+    assert m["rolled_back_epochs"] == [2, 3] and m["best_epoch"] == 1
+    assert [h.get("lr_scale") for h in m["history"]] == [None, 0.5, 0.25]
+    ep1 = torch.load(out / "checkpoints" / "epoch-0001" / "state.pt", weights_only=True)["trainable"]
+    final = load_file(out / "adapter" / "adapter_model.safetensors")
+    lora_a = [v for k, v in ep1.items() if "lora_A" in k]
+    assert lora_a and all(any(torch.equal(v, w) for w in final.values()) for v in lora_a)  # epoch 1's own tensors
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(out / "checkpoints" / "epoch-0002", resumed / "checkpoints" / "epoch-0002")
+    m2 = run_train(splits, resumed, p)
+    assert m2["resumed_from_epoch"] == 2 and m2["history"] == m["history"]
+    a, b = final, load_file(resumed / "adapter" / "adapter_model.safetensors")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_chosen_variant_rule():
+    """The SMS benchmark's table (lr 1e-3): the budget alone picks distilled_int8 (below the baseline); with the
+    baseline floor the smallest variant within budget that reaches the baseline (onnx_int8) ships."""
+    from pipeline.train.compress import choose_variant, choose_variant_explained
+
+    def v(name, mb, auc, kind="slm", ms=5.0):
+        return {"name": name, "size_mb": mb, "pr_auc": auc, "kind": kind, "latency_p50_ms": ms}
+
+    rows = [v("fp32", 91.6, 0.9938), v("int8", 24.2, 0.9928), v("onnx_int8", 23.7, 0.9937),
+            v("distilled_int8", 18.6, 0.9889), v("pruned", 91.6, 0.9941),
+            v("baseline_tfidf_lr", 1.4, 0.9907, kind="baseline")]
+    assert choose_variant(rows, 0.01) == "distilled_int8"
+    r = choose_variant_explained(rows, 0.01, True)
+    assert r["chosen"] == "onnx_int8" and r["budget_only_choice"] == "distilled_int8" and r["floor_met"]
+    # no variant within the budget reaches the baseline: the budget decides, and says so
+    low = [dict(x, pr_auc=x["pr_auc"] - 0.01) if x["kind"] == "slm" else x for x in rows]
+    r = choose_variant_explained(low, 0.01, True)
+    assert r["chosen"] == "distilled_int8" and r["floor_met"] is False
+    # the baseline itself is never chosen, and an over-budget variant never is either
+    assert choose_variant_explained(rows, 0.0, True)["chosen"] == "fp32"

@@ -646,6 +646,9 @@ def splits_section(stages: dict[str, StageDir], params: Params, checks: Checks, 
         return _section("splits", "not_run", note=_not_run(sp), notes=sp.notes, policy=policy, splits={},
                         group_overlap=None, class_balance={})
     m = sp.metrics or {}
+    applied = pick(m, "rebalance")
+    if isinstance(applied, dict) and isinstance(applied.get("method"), str):
+        policy["rebalance_applied"] = applied["method"]
     splits: dict[str, dict[str, Any]] = {}
     groups: dict[str, set] = {}
     for name, df in frames.items():
@@ -701,7 +704,7 @@ def splits_section(stages: dict[str, StageDir], params: Params, checks: Checks, 
             mine = {n: s["n"] for n, s in splits.items()}
             checks.add("splits", "splits.sizes_match_ledger", all(rep.get(n) == v for n, v in mine.items()),
                        "split sizes recounted from the split files equal the split ledger")
-        elif spp.rebalance in ("none", "class_weight"):
+        elif policy.get("rebalance_applied", spp.rebalance) in ("none", "class_weight"):
             checks.add("splits", "splits.sizes_match_ledger", acc == sum(s["n"] for s in splits.values()),
                        f"records in the split files ({sum(s['n'] for s in splits.values())}) equal the split "
                        f"ledger's accepted total ({acc})")

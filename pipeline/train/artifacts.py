@@ -101,6 +101,8 @@ def model_card(*, provenance: dict[str, Any], metrics: dict[str, Any], counts: d
         f"- max_length {tp['max_length']} tokens, batch {tp['batch_size']}, lr {tp['learning_rate']}, "
         f"epochs run {metrics['epochs_run']} of {tp['epochs']} (best epoch {metrics['best_epoch']}, early stopping on "
         f"validation PR-AUC, patience {tp['early_stopping_patience']})",
+        *([f"- diverged epochs undone (best weights restored, learning rate x{tp['divergence_lr_factor']} each): "
+           f"{metrics['rolled_back_epochs']}"] if metrics.get("rolled_back_epochs") else []),
         f"- loss weighting: {metrics['loss_weighting']}",
         f"- decision threshold {_fmt(metrics['threshold'], 4)} (chosen on validation to maximise F1)",
         "",

@@ -10,7 +10,8 @@ For each: size on disk (the whole folder needed to run it: weights, config, toke
 p50/p95 and batch-32 throughput on CPU (same process, same threads, warm-up first, rounds interleaved across
 variants so background load hits all alike; tokenisation included), and on the untouched test split PR-AUC, F1 at
 the threshold chosen on validation, recall at 1% FPR. The deployable variant (`chosen`) is the smallest (then
-fastest) one whose test PR-AUC drop against fp32 stays within `compress.pr_auc_budget`; it is copied to
+fastest) one whose test PR-AUC drop against fp32 stays within `compress.pr_auc_budget` and, with
+`compress.baseline_floor`, that also reaches the TF-IDF baseline's PR-AUC (when one does); it is copied to
 `out/chosen/`.
 """
 
@@ -180,14 +181,31 @@ def measure_latency(predictors: dict[str, Callable[[list[str]], np.ndarray]], te
     return out
 
 
-def choose_variant(variants: list[dict[str, Any]], budget: float) -> str:
-    """Smallest (then fastest) SLM variant whose test PR-AUC is within `budget` of fp32."""
+def choose_variant(variants: list[dict[str, Any]], budget: float, baseline_floor: bool = False) -> str:
+    """Smallest (then fastest) SLM variant whose test PR-AUC is within `budget` of fp32; with `baseline_floor`, among
+    those, the smallest that also reaches the TF-IDF baseline's PR-AUC (when none does, the budget alone decides)."""
+    return choose_variant_explained(variants, budget, baseline_floor)["chosen"]
+
+
+def choose_variant_explained(variants: list[dict[str, Any]], budget: float, baseline_floor: bool) -> dict[str, Any]:
     ref = next(v for v in variants if v["name"] == REFERENCE)
     ok = [v for v in variants if v["kind"] != "baseline" and v["pr_auc"] is not None and ref["pr_auc"] is not None
           and ref["pr_auc"] - v["pr_auc"] <= budget + 1e-12]
-    if not ok:
-        return REFERENCE
-    return min(ok, key=lambda v: (round(v["size_mb"], 3), v["latency_p50_ms"], v["name"]))["name"]
+
+    def smallest(vs: list[dict[str, Any]]) -> str:
+        return min(vs, key=lambda v: (round(v["size_mb"], 3), v["latency_p50_ms"], v["name"]))["name"]
+
+    budget_only = smallest(ok) if ok else REFERENCE
+    out: dict[str, Any] = {"chosen": budget_only, "pr_auc_budget": budget, "baseline_floor": baseline_floor,
+                           "budget_only_choice": budget_only}
+    base = next((v for v in variants if v["kind"] == "baseline" and v["pr_auc"] is not None), None)
+    if baseline_floor and base is not None:
+        floor = [v for v in ok if v["pr_auc"] >= base["pr_auc"] - 1e-12]
+        out["baseline_pr_auc"] = base["pr_auc"]
+        out["floor_met"] = bool(floor)
+        if floor:
+            out["chosen"] = smallest(floor)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -347,7 +365,8 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
         r["speedup_b1"] = round(ref["latency_p50_ms"] / r["latency_p50_ms"], 3) if r["latency_p50_ms"] else None
         r["pr_auc_drop"] = (round(ref["pr_auc"] - r["pr_auc"], 6)
                             if r["pr_auc"] is not None and ref["pr_auc"] is not None else None)
-    chosen = choose_variant(rows, cp.pr_auc_budget)
+    rule = choose_variant_explained(rows, cp.pr_auc_budget, cp.baseline_floor)
+    chosen = rule["chosen"]
     with atomic_dir(out / "chosen") as tmp:
         shutil.copytree(vdir / chosen, tmp, dirs_exist_ok=True)
     if not cp.keep_variants:
@@ -364,7 +383,13 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
         "speed gain without sparse storage/kernels." if cp.pruning_sparsity > 0 else "pruning disabled.",
         f"distilled: {cp.student_layers}-layer student initialised from teacher layers {layer_map}, "
         f"{cp.distill_epochs} epoch(s) on teacher logits (T={cp.distill_temperature}, alpha={cp.distill_alpha}).",
-        f"chosen: smallest variant within a PR-AUC drop of {cp.pr_auc_budget} vs fp32 -> **{chosen}**.",
+        f"chosen: smallest variant within a PR-AUC drop of {cp.pr_auc_budget} vs fp32"
+        + (" that also reaches the baseline's PR-AUC" if cp.baseline_floor and rule.get("floor_met") else "")
+        + f" -> **{chosen}**"
+        + (f" (the budget alone would pick {rule['budget_only_choice']})" if rule["budget_only_choice"] != chosen
+           else "")
+        + ("; no variant within the budget reaches the baseline" if cp.baseline_floor and rule.get("floor_met") is False
+           else "") + ".",
         f"ONNX fp32 vs torch fp32: max |logit diff| {onnx_diff:.2e} on 16 validation records.",
     ]
     write_text(out / "compression_table.md", compression_table(rows, chosen, notes))
@@ -378,6 +403,7 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
         "reference": REFERENCE,
         "baseline": BASELINE,
         "pr_auc_budget": cp.pr_auc_budget,
+        "chosen_rule": rule,
         "threads": cp.threads,
         "latency_runs": cp.latency_runs,
         "n_test": len(te),
