@@ -145,12 +145,13 @@ def bench_sms(work: Path) -> dict:
             "ratio_precision_at_5pct": round(mean["ours"]["precision"] / mean["standard"]["precision"], 3)}
 
 
-def bench_demo(work: Path, n: int) -> dict:
+def prepare_demo(work: Path, n: int):
+    """The project's demo (seed 42, flip rate 5%) through demo-data -> ingest -> anonymize in `work/demo` (reused when
+    already there). Returns (demo folder, params, anonymized records, flipped mask aligned with those records)."""
     from pipeline.anonymize import run_anonymize
     from pipeline.config import DemoParams
     from pipeline.demo import generate
     from pipeline.ingest import run_ingest
-    from pipeline.quality import run_quality
 
     base = work / "demo"
     truth = base / "ground_truth"
@@ -159,13 +160,20 @@ def bench_demo(work: Path, n: int) -> dict:
         generate(out=base / "01_raw", truth_out=truth, n=n, seed=42, params=DemoParams(flip_rate=0.05))
         run_ingest(ROOT / "schemas" / "sources.yaml", base / "02", p, ground_truth=truth, repo_root=ROOT)
         run_anonymize(base / "02", base / "03", p, ground_truth=truth)
-    t0 = time.perf_counter()
-    m = run_quality(base / "03", base / "04", p)
-    dt = time.perf_counter() - t0
     rec = pd.read_parquet(base / "03" / "records.parquet")
     lab = pd.read_csv(truth / "labels.csv", dtype=str)
     lab["record_id"] = [_rid(s, k) for s, k in zip(lab["source"], lab["key"])]
     flipped = lab.set_index("record_id").loc[rec["record_id"], "flipped"].eq("1").to_numpy()
+    return base, p, rec, flipped
+
+
+def bench_demo(work: Path, n: int) -> dict:
+    from pipeline.quality import run_quality
+
+    base, p, rec, flipped = prepare_demo(work, n)
+    t0 = time.perf_counter()
+    m = run_quality(base / "03", base / "04", p)
+    dt = time.perf_counter() - t0
     std, dt_std = standard_recipe(rec["text"], rec["label"].astype(int))
     res = {"n_generated": n, "records": len(rec), "flip_rate": 0.05,
            "ours": {**{k: m["ground_truth"][k] for k in ("flagged", "true", "precision", "recall")}, "seconds": round(dt, 1)},

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["bench_demo", "bench_ingest", "bench_pii_speed", "bench_pii_quality", "bench_anonymize", "bench_quality",
-         "bench_orchestration", "bench_train"]
+         "study_label_issues", "bench_orchestration", "bench_train"]
 
 
 def main(argv: list[str] | None = None) -> int:
