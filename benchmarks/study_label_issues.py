@@ -11,7 +11,9 @@ folds, the same fold seed (the standard recipe keeps its own StratifiedKFold, as
 - `demo`: the project's demo (n=8000, 5% flips) as prepared by `bench_quality`, fold seeds 0-4.
 Detectors (P / R against the flips):
 - `standard`: character TF-IDF + logistic regression, 5-fold out-of-fold, `find_label_issues` defaults.
-- `ours`: the quality stage's detector with params.yaml defaults (`find_issues_iterated`, 2 rounds).
+- `ours`: the quality stage's detector with params.yaml defaults (`find_issues_iterated`, 2 rounds, customer novelty
+  features, noise-posterior check on majority-labelled flags); `ours_without_posterior_check`: the same probabilities
+  flagged by `find_label_issues` alone.
 - `ours_1_round`: the same, `quality.passes: 1`.
 - `ours_ranking_at_standard_counts` / `standard_ranking_at_our_counts`: each model's per-class margin ranking cut at
   the other's per-class flag counts, which separates ranking quality from how many records get flagged.
@@ -148,7 +150,7 @@ def run_one(df: pd.DataFrame, flip: np.ndarray, fold_seed: int) -> dict:
     q = bq._params().quality
     y = df["label"].astype(int).to_numpy()
     every = np.ones(len(y), dtype=bool)
-    X = build_features(df, q.max_features).X
+    X = build_features(df, q.max_features, novelty=q.group_novelty).X
     groups = label_issue_groups(df, q)
     counts = np.bincount(y, minlength=2)
     make_model = model_factory(q, counts[1] / counts.sum(), int(counts.min()), fold_seed)[0]
@@ -159,10 +161,14 @@ def run_one(df: pd.DataFrame, flip: np.ndarray, fold_seed: int) -> dict:
     std_pp = _standard_probs(df["text"], y, fold_seed)
     std_flags = find_label_issues(y, std_pp)
     out["standard"] = _pr(std_flags, flip)
-    ours = find_issues_iterated(X, y, every, groups, make_model, passes=q.passes, **kw)
+    ours = find_issues_iterated(X, y, every, groups, make_model, passes=q.passes, posterior_check=q.posterior_check,
+                                **kw)
     one = find_issues_iterated(X, y, every, groups, make_model, passes=1, **kw)
     pp = ours.oof.pred_probs
     out["ours"] = _pr(ours.is_issue, flip)
+    # the same final-round probabilities without the noise-posterior check (what the stage flagged before it)
+    out["ours_without_posterior_check"] = _pr(find_label_issues(y, pp, filter_by=q.filter_by, frac_noise=q.frac_noise),
+                                              flip)
     out["ours_1_round"] = _pr(one.is_issue, flip)
     cuts = {"standard": best_cut(y, std_pp, flip), "ours": best_cut(y, pp, flip),
             "ours_1_round": best_cut(y, one.oof.pred_probs, flip)}

@@ -113,6 +113,15 @@ class QualityParams(_Section):
     # which records the label-issue folds keep together: duplicates = near-duplicate clusters (a row and its copies
     # are always scored by a model that saw neither); customer = customer + near-duplicate components (as the split)
     fold_groups: Literal["duplicates", "customer"] = "duplicates"
+    # "new for this customer" indicators (IP range, card, currency ... unseen in the customer's other records)
+    group_novelty: bool = True
+    # second model on another view (character n-grams + structured columns, L-BFGS logistic regression with
+    # C = second_view_c); flags come from the mean of both models' out-of-fold probabilities. none = main model only
+    second_view: Literal["char_lr", "none"] = "none"
+    second_view_c: float = Field(1.0, gt=0)
+    # withdraw flags whose posterior probability of being a label error (class-conditional flip model) is below 1/2:
+    # majority = among records labelled with the majority class only; all; none
+    posterior_check: Literal["majority", "all", "none"] = "majority"
 
 
 class SplitParams(_Section):

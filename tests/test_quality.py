@@ -320,3 +320,61 @@ def test_cosine_knn_graph_matches_sklearn():
     _, ind = NearestNeighbors(n_neighbors=5, metric="cosine").fit(X).kneighbors()
     assert (np.sort(g.indices.reshape(-1, 5), axis=1) == np.sort(ind, axis=1)).mean() > 0.99
     assert (np.diff(g.data.reshape(-1, 5), axis=1) >= -1e-6).all()  # sorted by distance within each row
+
+
+def test_group_novelty_marks_values_new_for_the_customer():
+    from pipeline.quality.features import group_novelty, novelty_columns
+
+    df = pd.DataFrame({
+        "record_id": [f"r{i}" for i in range(7)], "text": "x", "label": 0,
+        "group_id": ["A", "A", "A", "B", None, "C", "C"],
+        "ip_address": ["1.2.3.0/24", "1.2.3.0/24", "9.9.9.0/24", "7.7.7.0/24", "1.2.3.0/24", None, "5.5.5.0/24"],
+        "amount": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+    })
+    assert novelty_columns(df) == ["ip_address"]  # numeric and core columns never
+    novel = group_novelty(df, ["ip_address"]).toarray().ravel()
+    # A: the shared range is known, the third is new; B has one record (nothing to compare); no group: never;
+    # C: a missing value is not new, the other value is the only one of its kind for C
+    assert novel.tolist() == [0, 0, 1, 0, 0, 0, 1]
+    feats = build_features(df.assign(text=["a b", "c d", "e f", "g h", "i j", "k l", "m n"]), 500)
+    assert feats.novelty == ["ip_address"] and feats.X[:, -1].toarray().ravel().tolist() == novel.tolist()
+    assert build_features(df, 500, novelty=False).novelty == []
+
+
+def test_noise_posterior_withdraws_look_alikes_keeps_clear_flips():
+    from pipeline.quality.issues import noise_posterior
+
+    # three score regions: clearly legit (1% labelled fraud), ambiguous (30%), clearly fraud (95%)
+    p = np.r_[np.full(900, 0.05), np.full(100, 0.6), np.full(100, 0.95)]
+    y = np.r_[np.repeat([1, 0], [9, 891]), np.repeat([1, 0], [30, 70]), np.repeat([1, 0], [95, 5])]
+    w = noise_posterior(y, np.c_[1 - p, p], r01=0.01, r10=0.05)
+    assert (w[:9] > 0.5).all()  # labelled fraud where almost nothing is: a flip
+    assert (w[1095:] > 0.5).all()  # labelled legit where almost everything is fraud: a flip
+    assert (w[900:1000] < 0.1).all()  # ambiguous region: either label is plausible, never worth a flag
+    assert (w[9:900] < 0.01).all() and (w[1000:1095] < 0.01).all()  # labels that agree with the region
+
+
+def test_second_view_and_posterior_check_only_withdraw_majority_flags():
+    from pipeline.quality.issues import find_issues_iterated
+    from pipeline.quality.stage import model_factory, second_view_factory
+
+    df, flipped = anonymized_like(500, seed=5, flip_rate=0.06, ambiguity=0.05)
+    lab = df["label"].notna().to_numpy()
+    y = df.loc[lab, "label"].astype(int).to_numpy()
+    q = load_params(None, {}).quality
+    feats = build_features(df, 5000)
+    make = model_factory(q, y.mean(), int(np.bincount(y).min()), 0)[0]
+    kw = dict(k=5, seed=0, passes=2, filter_by="prune_by_noise_rate",
+              second_view=(feats.char_view(), second_view_factory(q)))
+    plain = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="none", **kw)
+    checked = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="majority", **kw)
+    assert plain.views == ["main", "second"] and plain.pred_probs.shape == (len(y), 2)
+    assert not (checked.is_issue & ~plain.is_issue).any()  # the check only withdraws
+    withdrawn = plain.is_issue & ~checked.is_issue
+    assert checked.vetoed == int(withdrawn.sum())
+    assert (y[withdrawn] == np.argmax(np.bincount(y))).all()  # and only majority-labelled flags
+    truth = flipped[lab]
+    tp = (checked.is_issue & truth).sum()
+    assert tp / max(checked.is_issue.sum(), 1) >= 0.8 and tp / truth.sum() >= 0.7
+    assert tp / checked.is_issue.sum() >= (plain.is_issue & truth).sum() / plain.is_issue.sum()
+    assert 0 <= checked.noise_rates["r01"] < 0.2 and 0 <= checked.noise_rates["r10"] < 0.5

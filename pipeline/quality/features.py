@@ -44,6 +44,12 @@ class FeatureSet:
     structured: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
+    novelty: list[str] = field(default_factory=list)  # columns with a "new for this customer" indicator
+    char_start: int = 0  # first column of the character n-gram block (char + structured = the second view)
+
+    def char_view(self) -> sp.csr_matrix:
+        """Character n-grams + structured + novelty columns: the second model's view (no word n-grams)."""
+        return self.X[:, self.char_start:].tocsr()
 
 
 def structured_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -63,8 +69,51 @@ def structured_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     return cats, nums
 
 
+def novelty_columns(df: pd.DataFrame, group_column: str = "group_id") -> list[str]:
+    """Non-numeric structured columns (any cardinality: IP prefix, card token, currency, channel ...) whose value can
+    be new for a customer."""
+    if group_column not in df.columns:
+        return []
+    out = []
+    for col in sorted(df.columns):
+        if col in CORE_COLUMNS or col in QUALITY_COLUMNS or col in ("source", group_column):
+            continue
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            continue
+        if pd.api.types.is_datetime64_any_dtype(s) or not s.notna().any():
+            continue
+        out.append(col)
+    return out
+
+
+def group_novelty(df: pd.DataFrame, columns: list[str], group_column: str = "group_id") -> sp.csr_matrix:
+    """One indicator per column: the record's value appears in no other record of the same customer (pseudonymous
+    `group_id`), for customers with at least two records. Label-free context a fraud analyst reads first (a new IP
+    range, card or currency for this customer); a linear model over one-hot values cannot express it."""
+    n = len(df)
+    if not columns or n == 0:
+        return sp.csr_matrix((n, 0), dtype=np.float32)
+    g_codes, _ = pd.factorize(df[group_column].astype("string"), use_na_sentinel=True)
+    has_group = g_codes >= 0
+    g_size = np.bincount(g_codes[has_group], minlength=int(g_codes.max()) + 1 if has_group.any() else 0)
+    multi = np.zeros(n, dtype=bool)
+    multi[has_group] = g_size[g_codes[has_group]] > 1
+    cols = []
+    for col in columns:
+        v_codes, uniq = pd.factorize(df[col].astype("string"), use_na_sentinel=True)
+        ok = multi & (v_codes >= 0)
+        key = g_codes[ok].astype(np.int64) * (len(uniq) + 1) + v_codes[ok]
+        _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+        novel = np.zeros(n, dtype=np.float32)
+        novel[np.flatnonzero(ok)[cnt[inv] == 1]] = 1.0
+        cols.append(novel)
+    return sp.csr_matrix(np.column_stack(cols))
+
+
 def build_features(
-    df: pd.DataFrame, max_features: int, *, char_ngrams: tuple[int, int] = (2, 5), word_ngrams: tuple[int, int] = (1, 2)
+    df: pd.DataFrame, max_features: int, *, char_ngrams: tuple[int, int] = (2, 5), word_ngrams: tuple[int, int] = (1, 2),
+    novelty: bool = True,
 ) -> FeatureSet:
     texts = df["text"].fillna("").astype(str).map(placeholder_types)
     n = len(df)
@@ -85,6 +134,7 @@ def build_features(
             blocks.append(vec.fit_transform(texts))
         except ValueError:  # empty vocabulary (e.g. all texts empty)
             blocks.append(sp.csr_matrix((n, 0), dtype=np.float32))
+    char_start = blocks[0].shape[1]
     text_cols = sum(b.shape[1] for b in blocks)
 
     cats, nums = structured_columns(df)
@@ -95,8 +145,12 @@ def build_features(
     if nums:
         # quantile bins, one-hot: robust to scale and outliers, and lets a linear model bend (e.g. amount)
         blocks.append(_binned(df[nums].astype("float64").to_numpy()))
+    nov = novelty_columns(df) if novelty else []
+    if nov:
+        blocks.append(group_novelty(df, nov))
     X = sp.hstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((n, 0))
-    return FeatureSet(X=X, text_columns=text_cols, structured=cats + nums, categorical=cats, numeric=nums)
+    return FeatureSet(X=X, text_columns=text_cols, structured=cats + nums, categorical=cats, numeric=nums,
+                      novelty=nov, char_start=char_start)
 
 
 def _binned(num: np.ndarray, n_bins: int = 10) -> sp.csr_matrix:

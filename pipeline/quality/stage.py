@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import SGDClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from pipeline.config import Params, QualityParams, resolve_path
 from pipeline.errors import ConfigError, GateError
@@ -102,6 +102,15 @@ def model_factory(q: QualityParams, prevalence: float, n_minority: int, seed: in
     return base, "logistic-sgd"
 
 
+def second_view_factory(q: QualityParams):
+    """The second view's model: L-BFGS logistic regression (the standard recipe's learner) on character n-grams plus
+    the structured columns."""
+    def make():
+        return LogisticRegression(C=q.second_view_c, max_iter=1000)
+
+    return make
+
+
 def label_issue_groups(df: pd.DataFrame, q: QualityParams) -> np.ndarray:
     """Groups the label-issue folds keep whole. `duplicates` (default): near-duplicate clusters only, so a record and
     its copies are always scored by a model that saw none of them, while a customer's other records may inform the
@@ -120,16 +129,22 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
     y = df.loc[labelled, "label"].astype(int).to_numpy()
     comps = leakage_components(df)  # customer + near-duplicate components (the split's groups)
     fold_comps = label_issue_groups(df, q)
-    feats = build_features(df, q.max_features)
+    feats = build_features(df, q.max_features, novelty=q.group_novelty)
     counts = np.bincount(y, minlength=2)
     prevalence = counts[1] / max(counts.sum(), 1)
     make_model, model_name = model_factory(q, prevalence, int(counts.min()), seed)
+    second = None
+    if q.second_view == "char_lr":
+        second = (feats.char_view(), second_view_factory(q))
+        model_name += f" + char-logistic(C={q.second_view_c:g})"
 
     res = find_issues_iterated(
         feats.X, y, labelled, fold_comps[labelled], make_model, k=q.k_folds, seed=seed, passes=q.passes,
-        filter_by=q.filter_by, frac_noise=q.frac_noise,
+        filter_by=q.filter_by, frac_noise=q.frac_noise, second_view=second, posterior_check=q.posterior_check,
     )
-    pp = res.oof.pred_probs
+    pp = res.oof.pred_probs.copy()
+    assert res.pred_probs is not None
+    pp[labelled] = res.pred_probs  # labelled rows: the probabilities the flags were chosen from
     scores = pd.DataFrame({"record_id": df["record_id"], "source": df["source"], "given_label": df["label"]})
     is_issue = np.zeros(n, dtype=bool)
     is_issue[labelled] = res.is_issue
@@ -163,6 +178,10 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
         "folds": res.oof.n_splits,
         "fold_groups": q.fold_groups,
         "rounds": res.rounds,
+        "views": res.views,
+        "noise_rates": {k: round(v, 4) for k, v in res.noise_rates.items()},
+        "posterior_vetoed": res.vetoed,
+        "novelty_columns": feats.novelty,
         "leakage_groups": int(len(np.unique(comps))) if n else 0,
         "shortcut": shortcut,
     }
@@ -294,7 +313,9 @@ def run_quality(inp: Path, out: Path, params: Params) -> dict:
             "rate": float(scores["is_label_issue"].sum() / n_lab) if n_lab else None,
             "by_source": {str(k): int(v) for k, v in scores.groupby("source")["is_label_issue"].sum().items()},
             "method": f"cleanlab.filter.find_label_issues(filter_by={q.filter_by}) on {info['folds']}-fold "
-                      f"out-of-fold probabilities, {len(info['rounds'])} round(s)",
+                      f"out-of-fold probabilities, {len(info['rounds'])} round(s)"
+                      + (", mean of 2 views" if len(info["views"]) > 1 else "")
+                      + (f", noise-posterior check ({q.posterior_check})" if q.posterior_check != "none" else ""),
             **info,
         },
         "label_conflicts": {

@@ -584,6 +584,15 @@ def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks)
                         class_balance={"before": before, "after": {}}, label_issues=None, decisions={},
                         reviewer_queue=None, shortcut=None, examples=[])
     m = q.metrics or {}
+    vetoed = pick(m, "label_issues.posterior_vetoed")
+    # described from the configuration (never from metrics strings, which the report does not echo)
+    policy["method"] = (
+        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities, "
+        f"{qp.passes} round(s)" + ("; customer novelty features" if qp.group_novelty else "")
+        + ("; mean with a character n-gram logistic regression" if qp.second_view != "none" else "")
+        + (f"; noise-posterior check ({qp.posterior_check})" if qp.posterior_check != "none" else "")
+    )
+    policy["posterior_vetoed"] = vetoed if isinstance(vetoed, int) and not isinstance(vetoed, bool) else None
     after = _label_balance(q.parquet_columns("records.parquet", ["source", "label"]))
     issues = pick(m, "label_issues.found", "label_issues.n", "label_issues", "n_label_issues", "issues.label")
     issues = int(issues) if isinstance(issues, (int, float)) and not isinstance(issues, bool) else None
