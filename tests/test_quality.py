@@ -93,7 +93,14 @@ def test_finds_planted_flips(noisy):
     gt = noisy["metrics"]["ground_truth"]
     assert gt["precision"] >= 0.8 and gt["recall"] >= 0.8
     assert set(s.columns) >= {"label_quality_score", "suggested_label", "is_outlier", "outlier_score",
-                              "is_near_duplicate"}
+                              "is_near_duplicate", "label_error_posterior"}
+    post = s["label_error_posterior"]
+    assert post[lab].between(0, 1).all() and post[~lab].isna().all()
+    # with the default check, a flag on a majority-labelled record always has posterior >= 1/2
+    majority = s.loc[lab, "given_label"].astype(int).mode()[0]
+    on_majority = pred & lab & (s["given_label"].fillna(-1).astype(int) == majority).to_numpy()
+    assert (post[on_majority] > 0.5).all()
+    assert noisy["metrics"]["label_issues"]["posterior_vetoed"] >= 0
 
 
 def test_flag_policy_outputs_and_ledger(noisy):
@@ -358,7 +365,7 @@ def test_second_view_and_posterior_check_only_withdraw_majority_flags():
     from pipeline.quality.issues import find_issues_iterated
     from pipeline.quality.stage import model_factory, second_view_factory
 
-    df, flipped = anonymized_like(500, seed=5, flip_rate=0.06, ambiguity=0.05)
+    df, flipped = anonymized_like(500, seed=3, flip_rate=0.06, ambiguity=0.02)
     lab = df["label"].notna().to_numpy()
     y = df.loc[lab, "label"].astype(int).to_numpy()
     q = load_params(None, {}).quality

@@ -24,7 +24,7 @@ QUALITY_COLUMNS = frozenset(
     {
         "is_label_issue", "label_quality_score", "suggested_label", "pred_prob_fraud", "is_outlier", "outlier_score",
         "is_near_duplicate", "near_duplicate_score", "decision", "decision_reason", "given_label", "quality_flag",
-        "label_conflict_text", "weight",
+        "label_conflict_text", "weight", "label_error_posterior",
     }
 )
 MAX_CATEGORIES = 50

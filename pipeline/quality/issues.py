@@ -33,6 +33,7 @@ class LabelIssueResult:
     views: list[str] = field(default_factory=list)
     noise_rates: dict = field(default_factory=dict)
     vetoed: int = 0  # flags withdrawn by the noise-posterior check
+    posterior: np.ndarray | None = None  # over labelled rows: P(given label is wrong), see `noise_posterior`
 
 
 def find_issues_iterated(
@@ -92,9 +93,10 @@ def find_issues_iterated(
                        "changed": int((issues != prev).sum())})
         views.append("second")
     rates = noise_rates(y, issues)
+    posterior = noise_posterior(y, pp, rates["r01"], rates["r10"], fold=oof.fold[labelled])
     vetoed = 0
     if posterior_check != "none" and issues.any():
-        keep = noise_posterior(y, pp, rates["r01"], rates["r10"], fold=oof.fold[labelled]) > 0.5
+        keep = posterior > 0.5
         if posterior_check == "majority":
             keep |= y != int(np.argmax(np.bincount(y, minlength=2)))
         vetoed = int((issues & ~keep).sum())
@@ -103,7 +105,7 @@ def find_issues_iterated(
                        "changed": vetoed})
     score = get_label_quality_scores(labels=y, pred_probs=pp, method="self_confidence")
     return LabelIssueResult(oof=oof, is_issue=issues, quality_score=score, rounds=rounds, folds=folds, pred_probs=pp,
-                            views=views, noise_rates=rates, vetoed=vetoed)
+                            views=views, noise_rates=rates, vetoed=vetoed, posterior=posterior)
 
 
 def noise_rates(y: np.ndarray, issues: np.ndarray) -> dict:

@@ -28,7 +28,7 @@ REQUIRED = ("record_id", "source", "text", "label")
 SCORE_COLUMNS = [
     "record_id", "source", "given_label", "is_label_issue", "label_quality_score", "suggested_label",
     "pred_prob_fraud", "is_outlier", "outlier_score", "is_near_duplicate", "near_duplicate_score", "label_conflict",
-    "label_conflict_text",
+    "label_conflict_text", "label_error_posterior",
 ]
 DECISION_COLUMNS = ["record_id", "source", "given_label", "label", "decision", "decision_reason"]
 
@@ -152,6 +152,9 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
     lqs[labelled] = res.quality_score
     scores["is_label_issue"] = is_issue
     scores["label_quality_score"] = lqs
+    post = np.full(n, np.nan)
+    post[labelled] = res.posterior
+    scores["label_error_posterior"] = post
     scores["suggested_label"] = pd.array(pp.argmax(axis=1), dtype="Int8")
     scores["pred_prob_fraud"] = pp[:, 1]
 
