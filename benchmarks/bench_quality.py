@@ -7,7 +7,9 @@ find_label_issues` with its defaults).
 
 Sections (results merged into benchmarks/results/quality.json):
 - `sms`: ../shared/data/sms_spam/dev.csv with labels flipped at random (seeded) at 1, 2, 5, 10, 20%; the 5% point
-  is repeated over 3 seeds. Precision / recall of the flagged set against the flips.
+  is repeated over 10 flip seeds (one record moves precision by ~0.6 points, so 3 seeds cannot separate detectors
+  a point apart; the first 3 seeds, 42 / 7 / 1234, are also averaged on their own, as earlier runs reported).
+  Precision / recall of the flagged set against the flips.
 - `demo`: the project's demo (n=8000, flip rate 5%) through demo-data -> ingest -> anonymize -> quality; precision /
   recall against ground_truth/labels.csv (the standard recipe runs on the same anonymized texts).
 - `smishing`: ../shared/data/smishing/dev.csv (spam + smishing = positive; finer label kept as `label_raw`): texts
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
 RATES = (0.01, 0.02, 0.05, 0.10, 0.20)
+SMS_SEEDS = (42, 7, 1234, 1, 2, 3, 4, 5, 6, 8)  # flip seeds at 5% (42 is the curve's seed)
 os.environ.setdefault("FRAUDSLM_PSEUDONYM_KEY", "bench-quality-key-0123456789abcdef")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -124,7 +127,7 @@ def bench_sms(work: Path) -> dict:
     raw = pd.read_csv(SHARED / "sms_spam" / "dev.csv")
     y0 = (raw["label"] == "spam").astype(int).to_numpy()
     curve, repeats = [], []
-    runs = [(r, 42) for r in RATES] + [(0.05, s) for s in (7, 1234)]
+    runs = [(r, 42) for r in RATES] + [(0.05, s) for s in SMS_SEEDS[1:]]
     for rate, seed in runs:
         rng = np.random.default_rng(seed + int(rate * 1000))
         flip = rng.random(len(y0)) < rate
@@ -138,9 +141,17 @@ def bench_sms(work: Path) -> dict:
         print(f"sms {rate:.2f} seed {seed}: ours P {row['ours']['precision']:.3f} R {row['ours']['recall']:.3f} | "
               f"standard P {row['standard']['precision']:.3f} R {row['standard']['recall']:.3f}", flush=True)
     at5 = [r for r in curve + repeats if r["flip_rate"] == 0.05]
-    mean = {k: {m: round(float(np.mean([r[k][m] for r in at5])), 4) for m in ("precision", "recall")}
-            for k in ("ours", "standard")}
-    return {"curve": curve, "repeats_at_5pct": repeats, "mean_at_5pct": mean,
+
+    def mean_of(rows):
+        return {k: {m: round(float(np.mean([r[k][m] for r in rows])), 4) for m in ("precision", "recall")}
+                for k in ("ours", "standard")}
+
+    mean = mean_of(at5)
+    both = sum(bool(r["ours"]["precision"] >= r["standard"]["precision"] and r["ours"]["recall"] >= r["standard"]["recall"])
+               for r in at5)
+    return {"curve": curve, "repeats_at_5pct": repeats, "mean_at_5pct": mean, "seeds_at_5pct": list(SMS_SEEDS),
+            "mean_at_5pct_seeds_42_7_1234": mean_of([r for r in at5 if r["seed"] in (42, 7, 1234)]),
+            "runs_at_5pct_both_at_least_standard": both,
             "ratio_recall_at_5pct": round(mean["ours"]["recall"] / mean["standard"]["recall"], 3),
             "ratio_precision_at_5pct": round(mean["ours"]["precision"] / mean["standard"]["precision"], 3)}
 

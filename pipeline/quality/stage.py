@@ -90,16 +90,25 @@ def load_records(path: Path) -> pd.DataFrame:
 
 # -------------------------------------------------------------------------------------------------------- scoring
 def model_factory(q: QualityParams, prevalence: float, n_minority: int, seed: int):
-    def base():
-        # logistic regression fitted by SGD: linear in the number of non-zeros, ~30x faster than liblinear on long
-        # texts at equal label-issue precision/recall (benchmarks/bench_quality.py)
-        return SGDClassifier(loss="log_loss", alpha=q.alpha, max_iter=q.max_iter, tol=1e-4, class_weight=q.class_weight,
-                             random_state=seed)
+    if q.learner == "lbfgs":
+        # L-BFGS logistic regression: converged, smoother probabilities than SGD's; measured against SGD on SMS (10 flip
+        # seeds) and the demo (4 fold seeds): label-issue precision 0.978 vs 0.965 and 0.923 vs 0.918 (README)
+        def base():
+            return LogisticRegression(C=q.lbfgs_c, max_iter=1000, class_weight=q.class_weight)
+
+        name = f"logistic-lbfgs(C={q.lbfgs_c:g})"
+    else:
+        # logistic regression fitted by SGD: linear in the number of non-zeros, ~3x cheaper than L-BFGS at 100,000 rows
+        def base():
+            return SGDClassifier(loss="log_loss", alpha=q.alpha, max_iter=q.max_iter, tol=1e-4,
+                                 class_weight=q.class_weight, random_state=seed)
+
+        name = "logistic-sgd"
 
     cv = int(min(3, n_minority // 2))
     if q.calibrate and prevalence < q.calibrate_below and cv >= 2:
-        return (lambda: CalibratedClassifierCV(base(), method="sigmoid", cv=cv)), f"logistic-sgd+sigmoid(cv={cv})"
-    return base, "logistic-sgd"
+        return (lambda: CalibratedClassifierCV(base(), method="sigmoid", cv=cv)), f"{name}+sigmoid(cv={cv})"
+    return base, name
 
 
 def second_view_factory(q: QualityParams):

@@ -587,7 +587,8 @@ def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks)
     vetoed = pick(m, "label_issues.posterior_vetoed")
     # described from the configuration (never from metrics strings, which the report does not echo)
     policy["method"] = (
-        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities, "
+        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities of a "
+        f"logistic regression ({'L-BFGS' if qp.learner == 'lbfgs' else 'SGD'}), "
         f"{qp.passes} round(s)" + ("; customer novelty features" if qp.group_novelty else "")
         + ("; mean with a character n-gram logistic regression" if qp.second_view != "none" else "")
         + (f"; noise-posterior check ({qp.posterior_check})" if qp.posterior_check != "none" else "")
