@@ -153,7 +153,8 @@ def run_one(df: pd.DataFrame, flip: np.ndarray, fold_seed: int) -> dict:
     X = build_features(df, q.max_features, novelty=q.group_novelty).X
     groups = label_issue_groups(df, q)
     counts = np.bincount(y, minlength=2)
-    make_model = model_factory(q, counts[1] / counts.sum(), int(counts.min()), fold_seed)[0]
+    make_model = model_factory(q, counts[1] / counts.sum(), int(counts.min()), fold_seed,
+                               int(counts.sum()) * (q.k_folds - 1) // q.k_folds)[0]
     kw = dict(k=q.k_folds, seed=fold_seed, filter_by=q.filter_by, frac_noise=q.frac_noise)
     out: dict[str, list[float]] = {}
     t0 = time.perf_counter()

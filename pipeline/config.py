@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from pipeline.errors import ConfigError
 
@@ -103,9 +103,12 @@ class QualityParams(_Section):
     passes: int = Field(2, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
     # the fold models' learner: logistic regression fitted by L-BFGS (C = lbfgs_c, the standard recipe's learner) or by
     # SGD with log loss (L2 penalty alpha, max_iter epochs; ~3x cheaper at 100,000 rows, less precise: README)
-    learner: Literal["lbfgs", "sgd"] = "sgd"
-    lbfgs_c: float = Field(1.0, gt=0)
-    alpha: float = Field(1e-4, gt=0)  # sgd: L2 penalty
+    learner: Literal["lbfgs", "sgd"] = "lbfgs"
+    # lbfgs: inverse L2 penalty (sklearn C); auto = max(1, 1 / (alpha x rows each fold model is fitted on)): sklearn's
+    # C = 1, raised on small folds so the per-row penalty never exceeds alpha (LogisticRegression sums its loss over
+    # rows; measured: C = 1 under-fits the 600-row test fixture, recall 0.63) — pipeline.quality.stage.lbfgs_c
+    lbfgs_c: Union[PositiveFloat, Literal["auto"]] = "auto"
+    alpha: float = Field(1e-4, gt=0)  # per-row L2 penalty: sgd's alpha; sets C where lbfgs_c / second_view_c = auto
     max_iter: int = Field(30, ge=1, le=1000)  # sgd: epochs per fold model (cost is linear in it)
     frac_noise: float = Field(1.0, gt=0, le=1)  # cleanlab: flag this fraction of the estimated noise (lower = precision)
     class_weight: Optional[Literal["balanced"]] = None  # balanced skews OOF probabilities (measured: lower precision)
@@ -121,8 +124,9 @@ class QualityParams(_Section):
     group_novelty: bool = True
     # second model on another view (character n-grams + structured columns, L-BFGS logistic regression with
     # C = second_view_c); flags come from the mean of both models' out-of-fold probabilities. none = main model only
-    second_view: Literal["char_lr", "none"] = "none"
-    second_view_c: float = Field(1.0, gt=0)
+    second_view: Literal["char_lr", "none"] = "char_lr"
+    second_view_c: Union[PositiveFloat, Literal["auto"]] = "auto"  # auto: as lbfgs_c auto (same per-row penalty)
+    second_view_weight: float = Field(0.5, ge=0, le=1)
     # withdraw flags whose posterior probability of being a label error (class-conditional flip model) is below 1/2:
     # majority = among records labelled with the majority class only; all; none
     posterior_check: Literal["majority", "all", "none"] = "majority"

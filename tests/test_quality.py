@@ -370,9 +370,10 @@ def test_second_view_and_posterior_check_only_withdraw_majority_flags():
     y = df.loc[lab, "label"].astype(int).to_numpy()
     q = load_params(None, {}).quality
     feats = build_features(df, 5000)
-    make = model_factory(q, y.mean(), int(np.bincount(y).min()), 0)[0]
+    n_fit = len(y) * 4 // 5
+    make = model_factory(q, y.mean(), int(np.bincount(y).min()), 0, n_fit)[0]
     kw = dict(k=5, seed=0, passes=2, filter_by="prune_by_noise_rate",
-              second_view=(feats.char_view(), second_view_factory(q)))
+              second_view=(feats.char_view(), second_view_factory(q, n_fit)))
     plain = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="none", **kw)
     checked = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="majority", **kw)
     assert plain.views == ["main", "second"] and plain.pred_probs.shape == (len(y), 2)
@@ -385,3 +386,24 @@ def test_second_view_and_posterior_check_only_withdraw_majority_flags():
     assert tp / max(checked.is_issue.sum(), 1) >= 0.8 and tp / truth.sum() >= 0.7
     assert tp / checked.is_issue.sum() >= (plain.is_issue & truth).sum() / plain.is_issue.sum()
     assert 0 <= checked.noise_rates["r01"] < 0.2 and 0 <= checked.noise_rates["r10"] < 0.5
+
+
+def test_lbfgs_c_auto_is_sgds_per_row_penalty():
+    from pipeline.errors import ConfigError
+    from pipeline.quality.stage import lbfgs_c, model_factory, second_view_factory
+
+    q = load_params(None, {}).quality
+    assert q.learner == "lbfgs" and q.lbfgs_c == "auto" and q.second_view_c == "auto"
+    # small folds: the summed-loss C for SGD's per-row L2 penalty, C = 1 / (alpha * n); large folds: sklearn's C = 1
+    assert lbfgs_c(q, 480) == pytest.approx(1 / (q.alpha * 480))
+    assert lbfgs_c(q, 10_000) == pytest.approx(1.0) and lbfgs_c(q, 80_000) == 1.0
+    make, name = model_factory(q, 0.1, 50, 0, 480)
+    assert make().C == pytest.approx(20.8333, rel=1e-4) and name == "logistic-lbfgs(C=20.8)"
+    assert second_view_factory(q, 480)().C == pytest.approx(20.8333, rel=1e-4)
+    with pytest.raises(ValueError):
+        model_factory(q, 0.1, 50, 0)  # auto needs the fold size
+    fixed = load_params(None, {"quality.lbfgs_c": "2.5", "quality.second_view_c": "0.5"}).quality
+    assert model_factory(fixed, 0.1, 50, 0, 480)[0]().C == 2.5 and second_view_factory(fixed, 480)().C == 0.5
+    for bad in ("0", "-1", "often"):
+        with pytest.raises(ConfigError):
+            load_params(None, {"quality.lbfgs_c": bad})

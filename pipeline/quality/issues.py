@@ -34,6 +34,7 @@ class LabelIssueResult:
     noise_rates: dict = field(default_factory=dict)
     vetoed: int = 0  # flags withdrawn by the noise-posterior check
     posterior: np.ndarray | None = None  # over labelled rows: P(given label is wrong), see `noise_posterior`
+    view_probs: list = field(default_factory=list)  # over labelled rows: each view's own probabilities
 
 
 def find_issues_iterated(
@@ -50,6 +51,7 @@ def find_issues_iterated(
     frac_noise: float = 1.0,
     second_view: tuple[sp.csr_matrix, Callable[[], ClassifierMixin]] | None = None,
     posterior_check: str = "none",
+    second_view_weight: float = 0.5,
 ) -> LabelIssueResult:
     """Round 1 is the standard recipe (out-of-fold probabilities -> `find_label_issues`). Each further round refits
     the fold models without the rows flagged so far (training side only; every row is still scored out of fold), so
@@ -57,8 +59,9 @@ def find_issues_iterated(
     Stops early when the flagged set no longer changes.
 
     `second_view` (features, model factory): a second model on another view of the record, fitted on the same folds
-    without the round-1 flags; the flags are then chosen from the mean of both models' probabilities (two views
-    disagree on different records, so their mean ranks label errors better than either). `posterior_check` withdraws
+    without the round-1 flags; the flags are then chosen from the weighted mean of both models' probabilities
+    (`second_view_weight` on the second; two views disagree on different records, so their mean ranks label errors
+    better than either). `posterior_check` withdraws
     flags whose posterior probability of being a label error is below 1/2 (`noise_posterior`): `majority` only among
     records labelled with the majority class (where a flip is rarest and a look-alike most often a correct label),
     `all` everywhere, `none` never."""
@@ -83,10 +86,12 @@ def find_issues_iterated(
     assert oof is not None and first is not None
     pp = oof.pred_probs[labelled]
     views = ["main"]
+    view_probs = [pp]
     if second_view is not None:
         X2, make2 = second_view
         pp2 = oof_predict(X2, y, labelled, folds, make2, exclude=first).pred_probs[labelled]
-        pp = (pp + pp2) / 2.0
+        view_probs.append(pp2)
+        pp = (1.0 - second_view_weight) * pp + second_view_weight * pp2
         prev = issues
         issues = find_label_issues(labels=y, pred_probs=pp, filter_by=filter_by, frac_noise=frac_noise)
         rounds.append({"round": len(rounds) + 1, "view": "mean of views", "flagged": int(issues.sum()),
@@ -105,7 +110,8 @@ def find_issues_iterated(
                        "changed": vetoed})
     score = get_label_quality_scores(labels=y, pred_probs=pp, method="self_confidence")
     return LabelIssueResult(oof=oof, is_issue=issues, quality_score=score, rounds=rounds, folds=folds, pred_probs=pp,
-                            views=views, noise_rates=rates, vetoed=vetoed, posterior=posterior)
+                            views=views, noise_rates=rates, vetoed=vetoed, posterior=posterior,
+                            view_probs=view_probs)
 
 
 def noise_rates(y: np.ndarray, issues: np.ndarray) -> dict:

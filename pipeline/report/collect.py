@@ -573,6 +573,15 @@ def _queue_examples(q: StageDir, n: int) -> list[dict[str, Any]]:
     return out
 
 
+def _learner_text(qp) -> str:
+    """How the fold models are fitted, from the configuration."""
+    if qp.learner != "lbfgs":
+        return f"SGD, L2 penalty {qp.alpha:g} per row"
+    if qp.lbfgs_c == "auto":
+        return f"L-BFGS, C = max(1, 1 / ({qp.alpha:g} x rows per fold model))"
+    return f"L-BFGS, C = {qp.lbfgs_c:g}"
+
+
 def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
     q, anon = stages["quality"], stages["anonymized"]
     qp = params.quality
@@ -588,9 +597,10 @@ def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks)
     # described from the configuration (never from metrics strings, which the report does not echo)
     policy["method"] = (
         f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities of a "
-        f"logistic regression ({'L-BFGS' if qp.learner == 'lbfgs' else 'SGD'}), "
+        f"logistic regression ({_learner_text(qp)}), "
         f"{qp.passes} round(s)" + ("; customer novelty features" if qp.group_novelty else "")
-        + ("; mean with a character n-gram logistic regression" if qp.second_view != "none" else "")
+        + (f"; weighted mean ({1 - qp.second_view_weight:g} / {qp.second_view_weight:g}) with a character n-gram "
+           "logistic regression" if qp.second_view != "none" else "")
         + (f"; noise-posterior check ({qp.posterior_check})" if qp.posterior_check != "none" else "")
     )
     policy["posterior_vetoed"] = vetoed if isinstance(vetoed, int) and not isinstance(vetoed, bool) else None
