@@ -145,7 +145,7 @@ def run_one(df: pd.DataFrame, flip: np.ndarray, fold_seed: int) -> dict:
     from pipeline.quality.features import build_features, placeholder_types
     from pipeline.quality.issues import find_issues_iterated
     from pipeline.quality.oof import make_folds, oof_predict
-    from pipeline.quality.stage import label_issue_groups, model_factory
+    from pipeline.quality.stage import confident_learning_passes, label_issue_groups, model_factory
 
     q = bq._params().quality
     y = df["label"].astype(int).to_numpy()
@@ -162,8 +162,8 @@ def run_one(df: pd.DataFrame, flip: np.ndarray, fold_seed: int) -> dict:
     std_pp = _standard_probs(df["text"], y, fold_seed)
     std_flags = find_label_issues(y, std_pp)
     out["standard"] = _pr(std_flags, flip)
-    ours = find_issues_iterated(X, y, every, groups, make_model, passes=q.passes, posterior_check=q.posterior_check,
-                                **kw)
+    ours = find_issues_iterated(X, y, every, groups, make_model, passes=confident_learning_passes(q, len(y)),
+                                posterior_check=q.posterior_check, **kw)
     one = find_issues_iterated(X, y, every, groups, make_model, passes=1, **kw)
     pp = ours.oof.pred_probs
     out["ours"] = _pr(ours.is_issue, flip)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
@@ -100,7 +100,9 @@ class QualityParams(_Section):
     calibrate: bool = True
     shortcut_auc_warn: float = Field(0.75, ge=0.5, le=1)
     max_features: int = Field(50000, ge=100)
-    passes: int = Field(2, ge=1, le=10)  # confident-learning rounds; each refits folds without the rows flagged so far
+    # confident-learning rounds, at most (each refits the folds without the rows flagged so far; stops when the flags
+    # no longer change); auto = 4 with at most small_data_max_rows labelled records, else 2 (each round costs K fits)
+    passes: Union[Annotated[int, Field(ge=1, le=10)], Literal["auto"]] = "auto"
     # the fold models' learner: logistic regression fitted by L-BFGS (C = lbfgs_c, the standard recipe's learner) or by
     # SGD with log loss (L2 penalty alpha, max_iter epochs; ~3x cheaper at 100,000 rows, less precise: README)
     learner: Literal["lbfgs", "sgd"] = "lbfgs"
@@ -127,9 +129,24 @@ class QualityParams(_Section):
     second_view: Literal["char_lr", "none"] = "char_lr"
     second_view_c: Union[PositiveFloat, Literal["auto"]] = "auto"  # auto: as lbfgs_c auto (same per-row penalty)
     second_view_weight: float = Field(0.5, ge=0, le=1)
+    # third model on sentence embeddings of the text (+ the structured columns), L-BFGS logistic regression with
+    # C = embedding_view_c; the flags come from (1 - embedding_view_weight) x the two-view mean + that weight x its
+    # probabilities. auto = on when there are at most small_data_max_rows labelled records (embedding costs
+    # ~10 ms per record on 2 cores: README "Quality and splits"); on; off
+    embedding_view: Literal["auto", "on", "off"] = "auto"
+    # up to this many labelled records, the auto settings spend more time per record: embedding_view, passes
+    small_data_max_rows: int = Field(20000, ge=0)
+    embedding_view_c: Union[PositiveFloat, Literal["auto"]] = "auto"  # auto: as lbfgs_c auto
+    embedding_view_weight: float = Field(0.2, ge=0, le=1)
+    # the encoder: bundled = the packaged all-MiniLM-L6-v2; or a local Hugging Face folder / cached hub id
+    embedding_model: str = "bundled"
+    embedding_max_length: int = Field(128, ge=8, le=512)
     # withdraw flags whose posterior probability of being a label error (class-conditional flip model) is below 1/2:
     # majority = among records labelled with the majority class only; all; none
     posterior_check: Literal["majority", "all", "none"] = "majority"
+    # also flag records whose posterior of being a label error is > 1/2 that cleanlab's count left out:
+    # minority = only among records labelled with the minority class
+    posterior_flag: Literal["none", "minority", "all"] = "none"
 
 
 class SplitParams(_Section):

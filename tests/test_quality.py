@@ -386,6 +386,12 @@ def test_second_view_and_posterior_check_only_withdraw_majority_flags():
     assert tp / max(checked.is_issue.sum(), 1) >= 0.8 and tp / truth.sum() >= 0.7
     assert tp / checked.is_issue.sum() >= (plain.is_issue & truth).sum() / plain.is_issue.sum()
     assert 0 <= checked.noise_rates["r01"] < 0.2 and 0 <= checked.noise_rates["r10"] < 0.5
+    # posterior_flag only adds, and only records whose posterior of being a label error is above 1/2
+    added = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="majority", posterior_flag="all", **kw)
+    assert not (checked.is_issue & ~added.is_issue).any()
+    extra = added.is_issue & ~checked.is_issue
+    assert (added.posterior[extra] > 0.5).all() and (added.posterior[~added.is_issue] <= 0.5).all()
+    assert added.rounds[-1]["view"] == "noise-posterior flag" and added.rounds[-1]["changed"] == int(extra.sum())
 
 
 def test_lbfgs_c_auto_is_sgds_per_row_penalty():
@@ -407,3 +413,32 @@ def test_lbfgs_c_auto_is_sgds_per_row_penalty():
     for bad in ("0", "-1", "often"):
         with pytest.raises(ConfigError):
             load_params(None, {"quality.lbfgs_c": bad})
+
+
+def test_embedding_view_switch_encoder_and_fixture_run(noisy, tmp_path):
+    from pipeline.errors import ConfigError
+    from pipeline.quality.embed import sentence_embeddings
+    from pipeline.quality.stage import embedding_view_factory, embedding_view_on
+
+    q = load_params(None, {}).quality
+    assert q.embedding_view == "auto" and q.embedding_view_c == "auto"
+    assert embedding_view_on(q, 600) and embedding_view_on(q, q.small_data_max_rows)
+    assert not embedding_view_on(q, q.small_data_max_rows + 1) and not embedding_view_on(q, 0)
+    from pipeline.quality.stage import confident_learning_passes
+    assert q.passes == "auto" and confident_learning_passes(q, q.small_data_max_rows) == 4
+    assert confident_learning_passes(q, q.small_data_max_rows + 1) == 2
+    assert confident_learning_passes(q.model_copy(update={"passes": 3}), 10**6) == 3
+    assert embedding_view_on(q.model_copy(update={"embedding_view": "on"}), 10**6)
+    assert not embedding_view_on(q.model_copy(update={"embedding_view": "off"}), 600)
+    assert embedding_view_factory(q, 480)().C == pytest.approx(20.8333, rel=1e-4)
+    # the real bundled encoder: unit rows, order kept, a paraphrase closer than an unrelated text
+    texts = ["my card was stolen, please block it", "lunch menu for the team on friday", "someone stole my card"]
+    e = sentence_embeddings(texts)
+    assert e.shape == (3, 384) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert e[0] @ e[2] > e[0] @ e[1] + 0.2
+    assert np.allclose(sentence_embeddings(texts[::-1])[::-1], e, atol=1e-5)
+    # the 600-row fixture ran all three views (auto), and says so
+    li = noisy["metrics"]["label_issues"]
+    assert li["views"] == ["main", "second", "embedding"] and "embedding-logistic(C=" in li["model"]
+    with pytest.raises(ConfigError, match="quality.embedding_model"):
+        sentence_embeddings(["x"], str(tmp_path / "no_such_model"))

@@ -52,6 +52,9 @@ def find_issues_iterated(
     second_view: tuple[sp.csr_matrix, Callable[[], ClassifierMixin]] | None = None,
     posterior_check: str = "none",
     second_view_weight: float = 0.5,
+    embedding_view: tuple[sp.csr_matrix, Callable[[], ClassifierMixin]] | None = None,
+    embedding_view_weight: float = 1.0 / 3.0,
+    posterior_flag: str = "none",
 ) -> LabelIssueResult:
     """Round 1 is the standard recipe (out-of-fold probabilities -> `find_label_issues`). Each further round refits
     the fold models without the rows flagged so far (training side only; every row is still scored out of fold), so
@@ -61,10 +64,14 @@ def find_issues_iterated(
     `second_view` (features, model factory): a second model on another view of the record, fitted on the same folds
     without the round-1 flags; the flags are then chosen from the weighted mean of both models' probabilities
     (`second_view_weight` on the second; two views disagree on different records, so their mean ranks label errors
-    better than either). `posterior_check` withdraws
+    better than either). `embedding_view` (features, model factory): a third model, on sentence embeddings, fitted
+    the same way; the flags then come from (1 - w) x (the two-view mean) + w x its probabilities,
+    w = `embedding_view_weight`. `posterior_check` withdraws
     flags whose posterior probability of being a label error is below 1/2 (`noise_posterior`): `majority` only among
     records labelled with the majority class (where a flip is rarest and a look-alike most often a correct label),
-    `all` everywhere, `none` never."""
+    `all` everywhere, `none` never. `posterior_flag` also flags the records whose posterior exceeds 1/2 that the
+    count rule left out (`minority`: among records labelled with the minority class; `all`; `none`) (cleanlab's count comes from the confident joint, which under-counts flips whose score is
+    only mildly wrong)."""
     folds = make_folds(y, groups, k, seed)
     exclude: np.ndarray | None = None
     rounds: list[dict] = []
@@ -87,16 +94,18 @@ def find_issues_iterated(
     pp = oof.pred_probs[labelled]
     views = ["main"]
     view_probs = [pp]
-    if second_view is not None:
-        X2, make2 = second_view
-        pp2 = oof_predict(X2, y, labelled, folds, make2, exclude=first).pred_probs[labelled]
-        view_probs.append(pp2)
-        pp = (1.0 - second_view_weight) * pp + second_view_weight * pp2
+    extra = [(v, w, name) for v, w, name in ((second_view, second_view_weight, "second"),
+                                             (embedding_view, embedding_view_weight, "embedding")) if v is not None]
+    for (Xv, make_v), weight, name in extra:
+        ppv = oof_predict(Xv, y, labelled, folds, make_v, exclude=first).pred_probs[labelled]
+        view_probs.append(ppv)
+        pp = (1.0 - weight) * pp + weight * ppv
+        views.append(name)
+    if extra:
         prev = issues
         issues = find_label_issues(labels=y, pred_probs=pp, filter_by=filter_by, frac_noise=frac_noise)
         rounds.append({"round": len(rounds) + 1, "view": "mean of views", "flagged": int(issues.sum()),
                        "changed": int((issues != prev).sum())})
-        views.append("second")
     rates = noise_rates(y, issues)
     posterior = noise_posterior(y, pp, rates["r01"], rates["r10"], fold=oof.fold[labelled])
     vetoed = 0
@@ -108,6 +117,15 @@ def find_issues_iterated(
         issues = issues & keep
         rounds.append({"round": len(rounds) + 1, "view": "noise-posterior check", "flagged": int(issues.sum()),
                        "changed": vetoed})
+    added = 0
+    if posterior_flag != "none" and issues.any():
+        extra_flags = (posterior > 0.5) & ~issues
+        if posterior_flag == "minority":
+            extra_flags &= y == int(np.argmin(np.bincount(y, minlength=2)))
+        added = int(extra_flags.sum())
+        issues = issues | extra_flags
+        rounds.append({"round": len(rounds) + 1, "view": "noise-posterior flag", "flagged": int(issues.sum()),
+                       "changed": added})
     score = get_label_quality_scores(labels=y, pred_probs=pp, method="self_confidence")
     return LabelIssueResult(oof=oof, is_issue=issues, quality_score=score, rounds=rounds, folds=folds, pred_probs=pp,
                             views=views, noise_rates=rates, vetoed=vetoed, posterior=posterior,

@@ -140,6 +140,45 @@ def second_view_factory(q: QualityParams, n_fit: int = 0):
     return make
 
 
+def embedding_view_on(q: QualityParams, n_labelled: int) -> bool:
+    """Whether the sentence-embedding view runs: `on`, or `auto` with at most `small_data_max_rows` labelled rows
+    (the encoder is the stage's slowest part: ~6 ms per record on 2 cores)."""
+    return q.embedding_view == "on" or (q.embedding_view == "auto" and 0 < n_labelled <= q.small_data_max_rows)
+
+
+def confident_learning_passes(q: QualityParams, n_labelled: int) -> int:
+    """Rounds of `find_issues_iterated`, at most: the configured number, or `auto` = 4 up to `small_data_max_rows`
+    labelled rows and 2 above (measured: rounds 3-4 add demo recall, but at 100,000 rows break the 5-minute budget
+    and raise the card false-positive rate; README "Quality and splits")."""
+    if q.passes != "auto":
+        return int(q.passes)
+    return 4 if n_labelled <= q.small_data_max_rows else 2
+
+
+def embedding_view_factory(q: QualityParams, n_fit: int = 0):
+    """The embedding view's model: L-BFGS logistic regression on sentence embeddings + the structured columns."""
+    c = lbfgs_c(q, n_fit, q.embedding_view_c)
+
+    def make():
+        return LogisticRegression(C=c, max_iter=1000)
+
+    make.C = c  # type: ignore[attr-defined]
+    return make
+
+
+def embedding_features(df: pd.DataFrame, feats, q: QualityParams):
+    """Sentence embeddings of the anonymized text (placeholders reduced to their type, so pseudonyms carry no
+    signal) next to the structured columns of the main view."""
+    import scipy.sparse as sp
+
+    from pipeline.quality.embed import sentence_embeddings
+    from pipeline.quality.features import placeholder_types
+
+    texts = [placeholder_types(t) for t in df["text"].fillna("").astype(str)]
+    emb = sentence_embeddings(texts, q.embedding_model, max_length=q.embedding_max_length)
+    return sp.hstack([sp.csr_matrix(emb), feats.X[:, feats.text_columns:]], format="csr", dtype=np.float32)
+
+
 def label_issue_groups(df: pd.DataFrame, q: QualityParams) -> np.ndarray:
     """Groups the label-issue folds keep whole. `duplicates` (default): near-duplicate clusters only, so a record and
     its copies are always scored by a model that saw none of them, while a customer's other records may inform the
@@ -168,11 +207,17 @@ def score_records(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, dict]
         make2 = second_view_factory(q, n_fit)
         second = (feats.char_view(), make2)
         model_name += f" + char-logistic(C={make2.C:.3g})"
+    third = None
+    if embedding_view_on(q, int(counts.sum())):
+        make3 = embedding_view_factory(q, n_fit)
+        third = (embedding_features(df, feats, q), make3)
+        model_name += f" + embedding-logistic(C={make3.C:.3g})"
 
     res = find_issues_iterated(
-        feats.X, y, labelled, fold_comps[labelled], make_model, k=q.k_folds, seed=seed, passes=q.passes,
+        feats.X, y, labelled, fold_comps[labelled], make_model, k=q.k_folds, seed=seed,
+        passes=confident_learning_passes(q, int(counts.sum())),
         filter_by=q.filter_by, frac_noise=q.frac_noise, second_view=second, posterior_check=q.posterior_check,
-        second_view_weight=q.second_view_weight,
+        posterior_flag=q.posterior_flag, second_view_weight=q.second_view_weight, embedding_view=third, embedding_view_weight=q.embedding_view_weight,
     )
     pp = res.oof.pred_probs.copy()
     assert res.pred_probs is not None
@@ -349,8 +394,9 @@ def run_quality(inp: Path, out: Path, params: Params) -> dict:
             "by_source": {str(k): int(v) for k, v in scores.groupby("source")["is_label_issue"].sum().items()},
             "method": f"cleanlab.filter.find_label_issues(filter_by={q.filter_by}) on {info['folds']}-fold "
                       f"out-of-fold probabilities, {len(info['rounds'])} round(s)"
-                      + (", mean of 2 views" if len(info["views"]) > 1 else "")
-                      + (f", noise-posterior check ({q.posterior_check})" if q.posterior_check != "none" else ""),
+                      + (f", mean of {len(info['views'])} views" if len(info["views"]) > 1 else "")
+                      + (f", noise-posterior check ({q.posterior_check})" if q.posterior_check != "none" else "")
+                      + (f", noise-posterior flag ({q.posterior_flag})" if q.posterior_flag != "none" else ""),
             **info,
         },
         "label_conflicts": {

@@ -582,6 +582,22 @@ def _learner_text(qp) -> str:
     return f"L-BFGS, C = {qp.lbfgs_c:g}"
 
 
+def _embedding_text(qp, labelled) -> str:
+    """The sentence-embedding view, from the configuration and the labelled count (whether `auto` switched it on)."""
+    from pipeline.quality.stage import embedding_view_on
+
+    if qp.embedding_view == "off":
+        return ""
+    n = labelled if isinstance(labelled, int) and not isinstance(labelled, bool) else None
+    enc = "all-MiniLM-L6-v2 (bundled)" if qp.embedding_model == "bundled" else "the configured encoder"
+    text = (f"; then weighted mean ({1 - qp.embedding_view_weight:.3g} / {qp.embedding_view_weight:.3g}) with a "
+            f"logistic regression on sentence embeddings from {enc}")
+    if qp.embedding_view == "auto":
+        ran = "used" if n is not None and embedding_view_on(qp, n) else "not used" if n is not None else "unknown"
+        text += f" (auto: used up to {qp.small_data_max_rows:,} labelled records; {ran} here)"
+    return text
+
+
 def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
     q, anon = stages["quality"], stages["anonymized"]
     qp = params.quality
@@ -598,10 +614,14 @@ def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks)
     policy["method"] = (
         f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities of a "
         f"logistic regression ({_learner_text(qp)}), "
-        f"{qp.passes} round(s)" + ("; customer novelty features" if qp.group_novelty else "")
+        + (f"up to 4 rounds (2 above {qp.small_data_max_rows:,} labelled records)" if qp.passes == "auto"
+           else f"up to {qp.passes} round(s)")
+        + ", stopping when the flags no longer change" + ("; customer novelty features" if qp.group_novelty else "")
         + (f"; weighted mean ({1 - qp.second_view_weight:g} / {qp.second_view_weight:g}) with a character n-gram "
            "logistic regression" if qp.second_view != "none" else "")
+        + _embedding_text(qp, pick(m, "labelled"))
         + (f"; noise-posterior check ({qp.posterior_check})" if qp.posterior_check != "none" else "")
+        + (f"; noise-posterior flag ({qp.posterior_flag})" if qp.posterior_flag != "none" else "")
     )
     policy["posterior_vetoed"] = vetoed if isinstance(vetoed, int) and not isinstance(vetoed, bool) else None
     after = _label_balance(q.parquet_columns("records.parquet", ["source", "label"]))
