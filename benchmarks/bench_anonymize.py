@@ -54,7 +54,7 @@ def bench_stage(inp: Path, out: Path, workers: int) -> dict:
     from pipeline.anonymize import run_anonymize
     from pipeline.config import load_params
 
-    from pipeline.anonymize.stage import _detector
+    from pipeline.anonymize.executors import _detector
 
     params = load_params(
         REPO / "params.yaml",

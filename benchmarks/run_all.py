@@ -3,7 +3,7 @@ default arguments; each writes benchmarks/results/<name>.json, and this writes b
 (exit status and wall time per benchmark). Several take tens of minutes on 2 cores; `--only` picks some.
 
     .venv/bin/python -m benchmarks.run_all
-    .venv/bin/python -m benchmarks.run_all --only bench_demo,bench_quality
+    .venv/bin/python -m benchmarks.run_all --only bench_demo,bench_label_noise
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["bench_demo", "bench_ingest", "bench_pii_speed", "bench_pii_quality", "bench_anonymize", "bench_quality",
-         "study_label_issues", "bench_orchestration", "bench_train"]
+ORDER = ["bench_demo", "bench_ingest", "bench_pii_speed", "bench_pii_quality", "bench_anonymize", "bench_label_noise",
+         "bench_orchestration", "bench_train"]
 
 
 def main(argv: list[str] | None = None) -> int:

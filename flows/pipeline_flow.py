@@ -11,7 +11,6 @@ Secret block straight into the stage subprocess' environment: never a parameter,
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -27,7 +26,6 @@ KEY_ENV = "FRAUDSLM_PSEUDONYM_KEY"
 DEFAULT_KEY_BLOCK = "fraudslm-pseudonym-key"
 SUMMARY_ARTIFACT = "fraudslm-pipeline-summary"
 REPORT_ARTIFACT = "fraudslm-audit-report"
-METRICS_PER_STAGE = 12  # numbers shown per stage in the markdown summary
 
 # Environment for the stage subprocesses (the key when it comes from a Secret block). Module state, not a task
 # parameter, so that it never reaches Prefect's database.
@@ -52,19 +50,39 @@ def _retry_transient(task_, task_run, state) -> bool:
     cache_policy=NO_CACHE,
     log_prints=False,
 )
-def run_stage(stage: str, repo: str, metrics_files: list[str], force: bool = False) -> dict[str, Any]:
-    """`dvc repro --single-item STAGE`; returns the status, the time and the numeric leaves of its metrics.json."""
+def run_stage(stage: str, repo: str, folder: Optional[str], force: bool = False) -> dict[str, Any]:
+    """`dvc repro --single-item STAGE`; returns the status, the time and the stage's headline figures (chosen by
+    its contract in pipeline.contracts: numbers, booleans and variant names only)."""
     logger = get_run_logger()
     result = dvcops.repro_stage(stage, repo, env=_STAGE_ENV, force=force)
-    metrics: dict[str, float] = {}
-    for rel in metrics_files:
-        p = Path(repo) / rel
-        if p.is_file():
-            from pipeline.versions import flatten_numbers
-
-            metrics.update(flatten_numbers(json.loads(p.read_text(encoding="utf-8"))))
-    logger.info("stage %s: %s in %.1f s (%d metrics)", stage, result.status, result.seconds, len(metrics))
+    metrics = stage_headline(stage, Path(repo) / folder) if folder else {}
+    logger.info("stage %s: %s in %.1f s (%d headline figures)", stage, result.status, result.seconds, len(metrics))
     return {**result.to_dict(), "metrics": metrics}
+
+
+def stage_headline(stage: str, folder: Path) -> dict[str, Any]:
+    """The headline figures of a stage's metrics.json, read through its contract ({} when absent or invalid)."""
+    from pipeline.contracts import METRICS_FILE, STAGE_BY_NAME, read_metrics
+
+    contract = STAGE_BY_NAME.get(stage)
+    if contract is None or not (folder / METRICS_FILE).is_file():
+        return {}
+    try:
+        return read_metrics(folder, contract.metrics).headline()
+    except (ConfigError, OSError, ValueError):
+        return {}
+
+
+def _stage_folders(root: Path) -> dict[str, str]:
+    """{stage: its output folder (relative)} from the table of stages and params.yaml."""
+    from pipeline.config import load_params
+    from pipeline.contracts import STAGES
+
+    try:
+        params = load_params(root / "params.yaml")
+    except Exception:  # noqa: BLE001 - an invalid params.yaml fails the stages themselves, with a clear message
+        return {}
+    return {s.name: s.folder_path(params) for s in STAGES}
 
 
 @task(name="dvc-pull", persist_result=False, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
@@ -109,17 +127,16 @@ def _stage_env(block: Optional[str], needed: bool) -> dict[str, str]:
 
 
 def _summary_markdown(runs: list[dict[str, Any]], changed: dict[str, Any], version: dict[str, Any]) -> str:
-    lines = ["# fraudslm pipeline run", "", "| stage | status | seconds |", "| --- | --- | ---: |"]
-    lines += [f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} |" for r in runs]
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["# fraudslm pipeline run", "", "| stage | status | seconds | headline |", "| --- | --- | ---: | --- |"]
+    lines += [f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} | "
+              + ", ".join(f"{k} {fmt(v)}" for k, v in r["metrics"].items()) + " |" for r in runs]
     if changed:
         lines += ["", "Params overrides: " + ", ".join(f"`{k}`" for k in sorted(changed))]
     if version.get("dataset"):
         lines += ["", f"Dataset version: `{version['dataset']}`" + (f", tag `{version['tag']}`" if version.get("tag") else "")]
-    for r in runs:
-        items = sorted(r["metrics"].items())[:METRICS_PER_STAGE]
-        if items:
-            lines += ["", f"## {r['stage']}", "", "| metric | value |", "| --- | ---: |"]
-            lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in items]
     return "\n".join(lines) + "\n"
 
 
@@ -161,12 +178,12 @@ def pipeline_flow(
 
     order = dvcops.stage_order(root)
     selected = dvcops.select_stages(order, stages, until)
-    metrics_files = dvcops.metrics_files(root)
+    folders = _stage_folders(root)
     _STAGE_ENV.clear()
     _STAGE_ENV.update(_stage_env(key_secret_block, needed="anonymize" in selected))
     logger.info("running %d of %d DVC stage(s): %s", len(selected), len(order), ", ".join(selected))
 
-    runs = [run_stage(stage, str(root), metrics_files.get(stage, []), force=force) for stage in selected]
+    runs = [run_stage(stage, str(root), folders.get(stage), force=force) for stage in selected]
     _STAGE_ENV.clear()
 
     lock = dvcops.read_lock(root)

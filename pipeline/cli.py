@@ -48,6 +48,38 @@ def guarded(fn: Callable) -> Callable:
     return wrapper
 
 
+def _need(path: Path, what: str, hint: str) -> None:
+    """A missing input folder/file is a usage error (exit 2, "not found"), never mistaken for a failed gate."""
+    if not path.exists():
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"{path}: {what} not found ({hint})")
+
+
+def _get(m, *keys, default=None):
+    """m[k1][k2]... for a metrics dict or pydantic model; `default` when any level is missing."""
+    cur = m
+    for k in keys:
+        if hasattr(cur, "model_dump") and not isinstance(cur, dict):
+            cur = cur.model_dump()
+        if isinstance(cur, dict) and k in cur:
+            cur = cur[k]
+        elif isinstance(k, int) and isinstance(cur, list) and -len(cur) <= k < len(cur):
+            cur = cur[k]
+        else:
+            return default
+    return cur
+
+
+def _fmt(x, nd: int = 3) -> str:
+    return "?" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+
+def _say(line: str) -> None:
+    """The stage's one summary line (stderr, so stdout stays free for data)."""
+    typer.echo(line, err=True)
+
+
 def _params(path: Path, sets: Optional[list[str]] = None):
     import yaml
 
@@ -93,7 +125,7 @@ def ingest(
     sources: Path = typer.Option(Path("schemas/sources.yaml"), "--sources", help="source config"),
     out: Path = typer.Option(Path("data/02_ingested"), "--out"),
     ground_truth: Optional[Path] = typer.Option(
-        None, "--ground-truth", help="demo ground truth to score against (default: paths.ground_truth if present)"
+        None, "--ground-truth", help="demo ground truth to score against (default: paths.ground_truth; null = none)"
     ),
     params: Path = ParamsOpt,
     sets: Optional[list[str]] = SetOpt,
@@ -115,14 +147,22 @@ def ingest(
 def anonymize(
     inp: Path = typer.Option(Path("data/02_ingested"), "--in"),
     out: Path = typer.Option(Path("data/03_anonymized"), "--out"),
-    ground_truth: Optional[Path] = typer.Option(None, "--ground-truth", help="demo ground truth: canaries checked by the gate"),
+    ground_truth: Optional[Path] = typer.Option(
+        None, "--ground-truth", help="demo ground truth: canaries checked by the gate (default: paths.ground_truth; "
+        "null = none)"),
     params: Path = ParamsOpt,
     sets: Optional[list[str]] = SetOpt,
 ) -> None:
     """Detect and replace PII (Presidio + finance recognizers), then run the leakage gate."""
     from pipeline.anonymize import run_anonymize
+    from pipeline.config import ground_truth_dir
 
-    run_anonymize(inp=inp, out=out, params=_params(params, sets), ground_truth=ground_truth)
+    _need(inp, "input folder", "run `fraudslm ingest` first, or pass --in")
+    p = _params(params, sets)
+    m = run_anonymize(inp=inp, out=out, params=p, ground_truth=ground_truth or ground_truth_dir(p))
+    _say(f"anonymize: {_get(m, 'records_out', default='?')} of {_get(m, 'records_in', default='?')} records out, "
+         f"{_get(m, 'quarantined', default='?')} quarantined, {_get(m, 'entities', 'total', default='?')} PII "
+         f"entities replaced, leakage gate {'passed' if _get(m, 'gate', 'passed') else 'FAILED'} -> {out}")
 
 
 @app.command("detect-pii")
@@ -150,7 +190,11 @@ def quality(
     """Label noise (cleanlab, out-of-fold), outliers, imbalance, shortcut check, reviewer queue."""
     from pipeline.quality import run_quality
 
-    run_quality(inp=inp, out=out, params=_params(params, sets))
+    _need(inp, "input folder", "run `fraudslm anonymize` first, or pass --in")
+    m = run_quality(inp=inp, out=out, params=_params(params, sets))
+    _say(f"quality: {_get(m, 'records', default='?')} records, {_get(m, 'label_issues', 'count', default='?')} label "
+         f"issues, {_get(m, 'review_queue', default='?')} in the review queue (policy {_get(m, 'policy', default='?')})"
+         f" -> {out}")
 
 
 @app.command()
@@ -164,7 +208,12 @@ def split(
     """Grouped, leakage-free train/validation/test splits; rebalance train; DatasetDict hand-off."""
     from pipeline.split import run_split
 
-    run_split(inp=inp, out=out, params=_params(params, sets))
+    _need(inp, "input folder", "run `fraudslm quality` first, or pass --in")
+    m = run_split(inp=inp, out=out, params=_params(params, sets))
+    sizes = _get(m, "sizes", default={}) or {}
+    _say(f"split: train {sizes.get('train', '?')}, validation {sizes.get('validation', '?')}, test "
+         f"{sizes.get('test', '?')} records (rebalance {_get(m, 'rebalance', 'method', default='?')}, group overlap "
+         f"{_get(m, 'group_overlap_total', default='?')}) -> {out}")
 
 
 @app.command()
@@ -178,7 +227,10 @@ def train(
     """LoRA fine-tune of the base SLM on the anonymized splits."""
     from pipeline.train import run_train
 
-    run_train(inp=inp, out=out, params=_params(params, sets))
+    _need(inp, "input folder", "run `fraudslm split` first, or pass --in")
+    m = run_train(inp=inp, out=out, params=_params(params, sets))
+    _say(f"train: test PR-AUC {_fmt(_get(m, 'test_pr_auc'))}, validation PR-AUC {_fmt(_get(m, 'val_pr_auc'))} "
+         f"(best epoch {_get(m, 'best_epoch', default='?')} of {_get(m, 'epochs_run', default='?')}) -> {out}")
 
 
 @app.command()
@@ -193,7 +245,36 @@ def compress(
     """Quantize, prune, distill and export to ONNX; size/latency/accuracy table."""
     from pipeline.train.compress import run_compress
 
-    run_compress(inp=inp, splits=splits, out=out, params=_params(params, sets))
+    _need(inp, "model folder", "run `fraudslm train` first, or pass --in")
+    _need(splits, "splits folder", "run `fraudslm split` first, or pass --splits")
+    m = run_compress(inp=inp, splits=splits, out=out, params=_params(params, sets))
+    chosen = _get(m, "chosen")
+    variants = _get(m, "variants", default=[]) or []
+    row = (variants.get(chosen) if isinstance(variants, dict)
+           else next((v for v in variants if _get(v, "name") == chosen), None)) or {}
+    floor = _get(m, "chosen_rule", "floor_met")
+    _say(f"compress: chose {chosen or '?'} ({_fmt(_get(row, 'size_mb'), 1)} MB, test PR-AUC "
+         f"{_fmt(_get(row, 'pr_auc'))}; baseline floor {'met' if floor else 'NOT met' if floor is False else '?'})"
+         f" -> {out / 'chosen'}")
+
+
+@app.command()
+@guarded
+def predict(
+    model: Path = typer.Option(Path("data/06_models/compressed/chosen"), "--model", help="shipped model folder"),
+    inp: Path = typer.Option(..., "--in", help='JSONL of {"id","text"} (raw text)'),
+    out: Path = typer.Option(..., "--out", help='JSONL of {"id","score","label","route"} (no text)'),
+    params: Path = ParamsOpt,
+    sets: Optional[list[str]] = SetOpt,
+) -> None:
+    """Anonymize raw texts as the pipeline does and score them with a shipped model (threshold + router)."""
+    from pipeline.predict import run_predict
+
+    _need(model, "model folder", "run `fraudslm compress` first, or pass --model")
+    from pipeline.config import load_params
+
+    # outside a project folder (no params.yaml) the predict defaults apply; the anonymizer comes from the model
+    run_predict(model=model, inp=inp, out=out, params=_params(params, sets) if params.exists() else load_params(None))
 
 
 @app.command()

@@ -28,9 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.config import REPO_ROOT, Params
+from pipeline.config import Params, ground_truth_dir
 from pipeline.errors import GateError
-from pipeline.io import atomic_path, read_parquet, sha256_tree, write_json
+from pipeline.contracts import IngestMetrics, write_metrics
+from pipeline.io import atomic_path, read_parquet, sha256_tree
 from pipeline.ledger import Ledger
 from pipeline.sources.base import RawRow
 from pipeline.sources.convert import DEDUP_KEY, KeySet, convert_chunk
@@ -71,7 +72,8 @@ def run_ingest(
 ) -> dict[str, Any]:
     """Ingest every source of `sources` (a sources.yaml) into `out`; return the metrics.
 
-    `ground_truth`: demo truth folder to score against (default: `paths.ground_truth` when it exists).
+    `ground_truth`: demo truth folder to score against (default: `paths.ground_truth` when set and present;
+    null, the default, means no evaluation: a user's own sources are never scored against the demo truth).
     `repo_root`: base of relative locations (default: the working directory, the repository for `dvc repro`). Locations may use `${raw}` etc.
     (the `paths:` of params), so `params.paths.raw` points one config at another folder.
     """
@@ -103,20 +105,90 @@ def run_ingest(
         # outputs are renamed into place when the stack closes (atomic, all three together)
 
     metrics = _metrics(ledger, stats, dedup, resolved, params)
-    truth = Path(ground_truth) if ground_truth else _default_truth(params, root)
+    truth = Path(ground_truth) if ground_truth else ground_truth_dir(params, root)
     if truth is not None and truth.is_dir():
         from pipeline.sources.evaluate import evaluate
 
-        metrics["evaluation"] = evaluate(out, truth, [s.name for s in resolved.sources])
+        metrics["evaluation"] = evaluate(out, truth, [s.name for s in resolved.sources], label=_portable(truth, root))
     else:
         metrics["evaluation"] = None
     ledger.extra["params_digest"] = params.digest()
     ledger.write(out)
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, IngestMetrics.model_validate(metrics))
     if not ledger.balanced:
         bad = ledger.unbalanced()
         raise GateError(f"ingest ledger does not balance for source(s) {bad}: read != accepted + quarantined + duplicates")
+    _check_sources(resolved, ledger, params)
     return metrics
+
+
+EMPTY_REASONS = frozenset({"empty_file", "no_rows"})
+
+
+def _check_sources(resolved: Resolved, ledger: Ledger, params: Params) -> None:
+    """Input gates that stop the run (exit 1) instead of carrying on without a source: a source that held no
+    rows (unless `optional: true`), and one whose rows mostly failed to decode (a wrong `options.encoding`).
+    Outputs and ledger are written first, so the quarantine shows what was found."""
+    empty, undecodable = [], []
+    for rs in resolved.sources:
+        sc = ledger.source(rs.name)
+        reasons = {k: v for k, v in sc.reasons.items() if v}
+        if not sc.accepted and not sc.duplicates and set(reasons) <= EMPTY_REASONS and not rs.spec.optional:
+            empty.append(rs)
+        n_bad = reasons.get("bad_encoding", 0)
+        if sc.read and n_bad / sc.read > params.ingest.max_bad_row_share:
+            undecodable.append((rs, n_bad, sc.read))
+    if empty:
+        names = ", ".join(
+            f"{rs.name!r} ({_portable(rs.ctx.location, rs.ctx.repo_root) if rs.ctx.location else 'no location'})"
+            for rs in empty)
+        raise GateError(f"empty source(s) {names}: no rows (empty file or header only); "
+                        "fix the source or mark it `optional: true` in the source config")
+    if undecodable:
+        rs, n_bad, n = undecodable[0]
+        enc = getattr(rs.options, "encoding", None)
+        guess = _guess_encoding(rs.ctx.location) if rs.ctx.location else None
+        hint = (f"it looks like {guess}: set `options.encoding: {guess}` for this source" if guess and guess != enc
+                else "set its `options.encoding` in the source config (e.g. cp1252, latin-1)")
+        raise GateError(f"source {rs.name!r}: {n_bad} of {n} rows do not decode as {enc or 'the declared encoding'} "
+                        f"(more than ingest.max_bad_row_share={params.ingest.max_bad_row_share:g}); {hint}")
+
+
+def _guess_encoding(location: Path, limit: int = 1 << 20) -> Optional[str]:
+    """Best guess of a text file's encoding from its first MB, for the hint only: cp1252 (the usual culprit:
+    Windows exports) when the bytes decode under it, else charset-normalizer's best ASCII-compatible match."""
+    try:
+        from pipeline.sources.textio import check_text_encoding, open_binary
+
+        if not location.is_file():
+            return None
+        with open_binary(location, "auto") as fh:
+            sample = fh.read(limit)
+        try:
+            sample.decode("cp1252")
+            return "cp1252"
+        except UnicodeDecodeError:
+            pass
+        from charset_normalizer import from_bytes
+
+        for match in from_bytes(sample):
+            try:
+                return check_text_encoding(match.encoding, "guess")
+            except Exception:  # noqa: BLE001 - not usable by the line readers (utf-16 ...)
+                continue
+    except Exception:  # noqa: BLE001 - a hint, never a failure of its own
+        return None
+    return None
+
+
+def _portable(path: Path, root: Path) -> str:
+    """A path as recorded in metrics (tracked in git): relative to the repository root when inside it, so the
+    same run in another clone writes the same bytes; otherwise the folder name only (no machine paths)."""
+    try:
+        p, r = Path(path).resolve(), Path(root).resolve()
+    except (OSError, RuntimeError):
+        return Path(path).name
+    return p.relative_to(r).as_posix() if r in p.parents else p.name
 
 
 def _ingest_source(
@@ -233,12 +305,6 @@ def _reconcile(ledger: Ledger, found: dict[str, pd.DataFrame]) -> None:
         sc.reasons = Counter()
         sc.reasons.update(q["reason"].tolist())
         sc.reasons.update(f"duplicate_{k}" for k in d["kind"].tolist())
-
-
-def _default_truth(params: Params, root: Path) -> Optional[Path]:
-    p = Path(params.paths.ground_truth)
-    p = p if p.is_absolute() else root / p
-    return p if p.is_dir() else None
 
 
 def _metrics(

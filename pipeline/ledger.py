@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import read_json, write_json
+from pipeline.contracts import LEDGER_KEYS, STAGE_BY_NAME, StageLedger, read_ledger, write_ledger
 
 
 @dataclass
@@ -81,8 +81,7 @@ class Ledger:
         return [n for n, s in sorted(self.sources.items()) if not s.balanced]
 
     def totals(self) -> dict[str, int]:
-        keys = ("read", "accepted", "quarantined", "duplicates", "dropped")
-        return {k: sum(getattr(s, k) for s in self.sources.values()) for k in keys}
+        return {k: sum(getattr(s, k) for s in self.sources.values()) for k in LEDGER_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,13 +93,11 @@ class Ledger:
         }
 
     def write(self, out_dir: str | Path) -> Path:
-        path = Path(out_dir) / "ledger.json"
-        write_json(path, self.to_dict())
-        return path
+        """Write `ledger.json` through the stage's contract model (pipeline.contracts)."""
+        stage = STAGE_BY_NAME.get(self.stage)
+        write_ledger(out_dir, self.to_dict(), stage.ledger if stage else StageLedger)
+        return Path(out_dir) / "ledger.json"
 
 
 def load_ledger(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "ledger.json"
-    return read_json(p)
+    return read_ledger(path).model_dump(mode="json", exclude_unset=True)

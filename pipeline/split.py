@@ -16,7 +16,9 @@ import pandas as pd
 
 from pipeline.config import Params, SplitParams
 from pipeline.errors import ConfigError, GateError
-from pipeline.io import atomic_dir, atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet, write_text
+from pipeline.contracts import SplitMetrics, write_metrics
+from pipeline.provenance import require_passed_gate, write_provenance
+from pipeline.io import atomic_dir, atomic_path, read_parquet, sha256_file, write_parquet, write_text
 from pipeline.ledger import Ledger
 from pipeline.quality.groups import leakage_components
 
@@ -28,15 +30,8 @@ OUTPUT_COLUMNS = ["record_id", "source", "group_id", "text", "label", "quality_f
 
 # ---------------------------------------------------------------------------------------------------------- inputs
 def read_quality_inputs(inp: Path) -> tuple[pd.DataFrame, dict, str]:
-    metrics_path = inp / "metrics.json"
-    if not metrics_path.exists():
-        raise GateError(f"{metrics_path}: quality metrics missing; cannot verify the anonymize gate, refusing to split")
-    try:
-        upstream = read_json(metrics_path).get("upstream_gate")
-    except (ValueError, AttributeError):
-        raise GateError(f"{metrics_path}: unreadable quality metrics; refusing to split") from None
-    if not isinstance(upstream, dict) or upstream.get("passed") is not True:
-        raise GateError(f"{metrics_path}: upstream anonymize gate not recorded as passed; refusing to split")
+    # the gate passport the quality stage recorded beside its outputs (pipeline.provenance; fail closed)
+    upstream = require_passed_gate(inp, "split").model_dump(mode="json", exclude_none=True)
     path = inp / "records.parquet"
     if not path.exists():
         raise ConfigError(f"{path}: records file not found")
@@ -275,7 +270,8 @@ def run_split(inp: Path, out: Path, params: Params) -> dict:
     save_dataset_dict(frames, out / "dataset")
     write_text(out / "README.md", dataset_card(metrics, params))
     _plot(metrics, out / "plots" / "split_balance.png")
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, SplitMetrics.model_validate(metrics))
+    write_provenance(out, "split", gate=upstream_gate, data_version=data_version, params_digest=params_digest)
     ledger.extra["data_version"] = data_version
     ledger.write(out)
     return metrics

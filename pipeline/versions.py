@@ -15,26 +15,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from pydantic import ValidationError
 
 from pipeline import dvcops
+from pipeline.contracts import LEDGER_FILE, LEDGER_KEYS, METRICS_FILE, STAGES
 from pipeline.errors import ConfigError
 
 WORKSPACE = "workspace"
-# stage -> the params.yaml `paths` key of its output folder, in pipeline order
-STAGE_DIRS: dict[str, str] = {
-    "ingest": "ingested",
-    "anonymize": "anonymized",
-    "quality": "quality",
-    "split": "splits",
-    "train": "lora",
-    "compress": "compressed",
-}
-LEDGER_KEYS = ("read", "accepted", "quarantined", "duplicates", "dropped")
-
-
-def dvc_stage_order(repo: str | Path = ".") -> list[str]:
-    """The pipeline's stages in the order DVC runs them."""
-    return dvcops.stage_order(repo)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,19 +101,33 @@ def read_version(root: Path, rev: str) -> dict[str, Any]:
     paths = params.get("paths") or {}
     lock = dvcops.read_lock(root, sha) if sha else dvcops.read_lock(root)
     values: dict[str, float] = {}
+    notes: list[str] = []
     dvc_reader = _DvcReader(root, sha)
-    for stage, key in STAGE_DIRS.items():
-        folder = paths.get(key)
-        if not folder:
+    for st in STAGES:
+        folder = paths.get(st.folder)
+        if not folder or st.name == "report":
             continue
-        metrics = _json(_read_git(root, sha, f"{folder}/metrics.json"))
-        for k, v in flatten_numbers(metrics or {}).items():
-            values[f"{stage}: {k}"] = v
-        ledger = _json(dvc_reader.read(f"{folder}/ledger.json"))
-        for src, counts in sorted(((ledger or {}).get("sources") or {}).items()):
-            for k in LEDGER_KEYS:
-                if isinstance(counts, dict) and isinstance(counts.get(k), (int, float)):
-                    values[f"{stage} ledger: {src}.{k}"] = counts[k]
+        # through the stage's contract (pipeline.contracts): the metrics in git, the ledger from the DVC cache
+        metrics = _json(_read_git(root, sha, f"{folder}/{METRICS_FILE}"))
+        if metrics is not None:
+            try:
+                flat = st.metrics.model_validate(metrics).flat()
+            except ValidationError as exc:
+                notes.append(f"{folder}/{METRICS_FILE} at {rev}: breaks contract {st.metrics.__name__} "
+                             f"({exc.errors()[0]['loc']}); left out")
+            else:
+                for k, v in flatten_numbers(flat).items():
+                    values[f"{st.name}: {k}"] = v
+        ledger = _json(dvc_reader.read(f"{folder}/{LEDGER_FILE}"))
+        if ledger is not None:
+            try:
+                sources = st.ledger.model_validate(ledger).sources
+            except ValidationError:
+                notes.append(f"{folder}/{LEDGER_FILE} at {rev}: breaks contract {st.ledger.__name__}; left out")
+                sources = {}
+            for src, counts in sorted(sources.items()):
+                for k in LEDGER_KEYS:
+                    values[f"{st.name} ledger: {src}.{k}"] = getattr(counts, k)
     hashes = {}
     for stage in lock.get("stages", {}):
         for path, md5 in dvcops.out_hashes(lock, stage).items():
@@ -137,6 +138,7 @@ def read_version(root: Path, rev: str) -> dict[str, Any]:
         "dataset": dvcops.dataset_hash(lock) if lock else None,
         "values": values,
         "outputs": hashes,
+        "notes": notes,
     }
 
 
@@ -166,12 +168,13 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "changed": rows,
         "unchanged": unchanged,
         "changed_outputs": outputs,
+        "notes": a.get("notes", []) + b.get("notes", []),
     }
 
 
 def _row_order(key: str) -> tuple[int, str]:
     stage = key.split(":")[0].replace(" ledger", "")
-    order = list(STAGE_DIRS)
+    order = [s.name for s in STAGES]
     return (order.index(stage) if stage in order else len(order), key)
 
 
@@ -215,6 +218,8 @@ def render(result: dict[str, Any]) -> None:
         table.add_row(row["metric"], _fmt(row["a"]), _fmt(row["b"]), _fmt(row["delta"], signed=True))
     console.print(table)
     console.print(f"{len(result['changed'])} changed, {result['unchanged']} unchanged")
+    for note in result.get("notes", []):
+        console.print(f"note: {note}")
     if result["changed_outputs"]:
         out = Table(title="outputs whose DVC hash changed")
         out.add_column("path")

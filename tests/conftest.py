@@ -53,7 +53,7 @@ def small_demo(tmp_path_factory) -> dict[str, Path]:
 TINY_PARAMS = {
     "demo.n": 300,
     "quality.k_folds": 3,
-    "split.min_minority_per_split": 2,
+    "split.min_minority_per_split": 1,
     "split.train_flagged": "keep",  # 300 records: dropping flagged rows would leave train with ~1 fraud example
     "anonymize.workers": 1,
     "train.epochs": 1,

@@ -7,6 +7,7 @@ import inspect
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,11 @@ def test_every_stage_writes_ledger_and_git_tracked_metrics(index, params_doc):
         out_dir = argv[argv.index("--out") + 1]
         metrics = [p for p, o in stage["outs"].items() if o.metric]
         assert f"{out_dir}/ledger.json" in stage["outs"], f"{name}: ledger.json not declared"
-        assert metrics == [f"{out_dir}/metrics.json"], f"{name}: metrics {metrics}"
-        assert not stage["outs"][f"{out_dir}/metrics.json"].use_cache, f"{name}: metrics must be cache: false"
+        # DVC shows the small headline file; the full metrics.json is a git-tracked output beside it
+        assert metrics == [f"{out_dir}/headline.json"], f"{name}: metrics {metrics}"
+        for f in ("metrics.json", "headline.json"):
+            assert not stage["outs"][f"{out_dir}/{f}"].use_cache, f"{name}: {f} must be cache: false"
+        assert f"{out_dir}/timings.json" not in stage["outs"], f"{name}: timings.json is volatile: not an output"
 
 
 def test_metrics_in_git_data_ignored(index):
@@ -243,3 +247,91 @@ def test_prefect_yaml_matches_flows():
     assert nightly["schedules"][0]["cron"] == "0 2 * * *" and nightly["schedules"][0]["timezone"]
     deployments = build_deployments()
     assert {d.name for d in deployments} == names
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# typed stage contracts (pipeline/contracts.py)
+
+
+def test_table_of_stages_matches_dvc_and_params(dvc_doc, params_doc):
+    from pipeline.contracts import STAGES
+
+    assert [s.name for s in STAGES] == [n for n in dvc_doc["stages"] if n in {s.name for s in STAGES}]
+    assert set(dvc_doc["stages"]) == {s.name for s in STAGES}
+    for s in STAGES:
+        assert s.folder in params_doc["paths"], s
+        cmd = dvc_doc["stages"][s.name]["cmd"]
+        assert f"--out ${{paths.{s.folder}}}" in cmd, (s.name, cmd)
+        assert s.restricted == (s.folder in RESTRICTED_PATH_KEYS), s
+
+
+def test_metrics_round_trip_keeps_the_producer_keys_and_moves_timings(tmp_path):
+    from pipeline.contracts import TIMINGS_FILE, CompressMetrics, read_metrics, write_metrics
+    from pipeline.io import read_json
+
+    doc = {"variants": [{"name": "fp32", "kind": "fp32", "size_mb": 90.0, "pr_auc": 0.5, "latency_p50_ms": 9.1,
+                         "build_s": 0.2, "extra_key": 1},
+                        {"name": "tfidf", "kind": "baseline", "size_mb": 1.0, "pr_auc": 0.6, "latency_p50_ms": 0.3}],
+           "chosen": "fp32", "chosen_rule": {"chosen": "fp32", "floor_met": False, "baseline_pr_auc": 0.6},
+           "stage_time_s": 12.5, "something_new": {"a": 1}}
+    full = write_metrics(tmp_path, CompressMetrics.model_validate(doc))
+    assert full == doc  # exactly the producer's keys, extras included, nothing added
+    stable = read_json(tmp_path / "metrics.json")
+    assert "stage_time_s" not in stable and "latency_p50_ms" not in stable["variants"][0]
+    assert stable["variants"][0]["extra_key"] == 1 and stable["something_new"] == {"a": 1}
+    timings = read_json(tmp_path / TIMINGS_FILE)
+    assert timings == {"stage_time_s": 12.5, "variants": {"fp32": {"latency_p50_ms": 9.1, "build_s": 0.2},
+                                                          "tfidf": {"latency_p50_ms": 0.3}}}
+    back = read_metrics(tmp_path, CompressMetrics)
+    assert back.model_dump(mode="json", exclude_unset=True) == doc
+    assert read_json(tmp_path / "headline.json") == {"pr_auc": 0.5, "chosen": "fp32", "floor_met": False}
+
+
+def test_contract_violation_is_one_line_naming_file_and_key(tmp_path):
+    from pipeline.contracts import QualityMetrics, read_metrics
+    from pipeline.errors import ConfigError
+    from pipeline.io import write_json
+
+    write_json(tmp_path / "metrics.json", {"records": 3, "kept": 3, "label_issues": {"found": 1}})
+    with pytest.raises(ConfigError) as exc:
+        read_metrics(tmp_path, QualityMetrics)
+    msg = str(exc.value)
+    assert "\n" not in msg and "metrics.json" in msg and "label_issues.count" in msg
+
+
+def test_dvc_metrics_show_stays_under_200_characters(tmp_path, params_doc):
+    """`dvc metrics show` prints one column per distinct headline name over all stages: with the widest values a
+    run can give, every line stays under 200 characters (issue 24)."""
+    import json
+
+    from pipeline.contracts import STAGES
+
+    sample = {"chosen": "baseline_tfidf_lr", "overall": "attention", "floor_met": False}
+    stages = {}
+    for s in STAGES:
+        folder = params_doc["paths"][s.folder]
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "headline.json").write_text(json.dumps(
+            {n: sample.get(n, 123456 if n not in ("pr_auc", "leaks_10k") else 0.1234) for n in s.metrics.HEADLINE}))
+        stages[s.name] = {"cmd": "true", "metrics": [{f"{folder}/headline.json": {"cache": False}}]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run(dvc + ["init", "-q"], cwd=tmp_path, check=True)
+    out = subprocess.run(dvc + ["metrics", "show"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(STAGES) and "baseline_tfidf_lr" in out
+    assert max(len(line) for line in lines) < 200, max(len(line) for line in lines)
+
+
+def test_every_ledger_validates_against_its_model():
+    from pipeline.contracts import STAGE_BY_NAME
+    from pipeline.ledger import Ledger
+
+    for name, stage in STAGE_BY_NAME.items():
+        led = Ledger(name)
+        led.read("s", 3)
+        led.accept("s", 2)
+        led.quarantine("s", "bad_row")
+        doc = stage.ledger.model_validate(led.to_dict()).model_dump(mode="json", exclude_unset=True)
+        assert doc == led.to_dict() and stage.ledger.model_validate(doc).sources["s"].balanced

@@ -387,6 +387,29 @@ def test_detect_pii_cli_round_trip(tmp_path, params):
     assert missing.exit_code == 2
 
 
+def test_detect_pii_process_pool_gives_the_same_lines(tmp_path):
+    """Batches on a 2-process pool (the anonymize executor) write the same lines, in input order, as one process."""
+    from pipeline.anonymize.detect import detect_pii_file
+    from pipeline.config import load_params
+
+    inp = tmp_path / "texts.jsonl"
+    texts = ["Call +44 20 7946 0958, Anna Schmidt", "{bad", "card 4111 1111 1111 1111", "IBAN DE89370400440532013000",
+             "mail anna@example.com", "nothing", "Payee John Smith, 12 High Street, London"]
+    inp.write_text("\n".join(t if t == "{bad" else json.dumps({"id": i, "text": t}) for i, t in enumerate(texts))
+                   + "\n", encoding="utf-8")
+    outs = []
+    for workers in (1, 2):
+        p = load_params(PARAMS, {"anonymize.workers": workers,
+                                 "anonymize.registry": str(REPO_ROOT / "schemas" / "recognizers.yaml")})
+        out = tmp_path / f"spans{workers}.jsonl"
+        m = detect_pii_file(inp, out, p, batch_lines=2)
+        outs.append(out.read_bytes())
+        assert m["records"] == 7 and m["bad_lines"] == 1
+    assert outs[0] == outs[1]
+    rows = [json.loads(x) for x in outs[1].decode().splitlines()]
+    assert [r.get("id") for r in rows] == ["0", None, "2", "3", "4", "5", "6"] and rows[1]["line"] == 2
+
+
 # ---------------------------------------------------------------------------------------- quality floors
 def test_demo_recall(det, small_demo):
     """Free-text fields of a small demo: every planted structured identifier is found (type-agnostic coverage)."""

@@ -37,7 +37,7 @@ def _restricted_hashes(ws: Path, params_paths: dict) -> set[str]:
     hashes: set[str] = set()
     entries = []
     lock = dvcops.read_lock(ws)
-    in_git = {p for files in dvcops.metrics_files(ws).values() for p in files}  # cache: false, never pushed
+    in_git = set(dvcops.tracked_state_files(ws))  # cache: false (metrics.json, headline.json), never pushed
     for stage in lock["stages"].values():
         entries += [o for o in stage.get("outs", []) if o["path"].startswith(restricted) and o["path"] not in in_git]
     import yaml
@@ -113,7 +113,11 @@ def test_repro_records_every_stage(dvc_built):
     for stage, key in zip(built, ("ingested", "anonymized", "quality", "splits")):
         folder = paths[key]
         assert f"{folder}/metrics.json" in tracked, f"{stage}: metrics.json committed with dvc.lock"
-        assert not any(t.startswith(folder) and not t.endswith("metrics.json") for t in tracked), "data in git"
+        assert f"{folder}/headline.json" in tracked, f"{stage}: headline.json committed with dvc.lock"
+        assert not any(t.startswith(folder) and not t.endswith(("metrics.json", "headline.json")) for t in tracked), \
+            "data in git"
+        if stage == "anonymize":  # its seconds live in timings.json: on disk, neither in git nor in dvc.lock
+            assert (dvc_built / folder / "timings.json").is_file()
         assert load_ledger(dvc_built / folder)["balanced"], stage
     assert dvcops.git(["status", "--porcelain"], dvc_built).stdout.strip() == ""
 
@@ -126,6 +130,23 @@ def test_second_repro_runs_nothing(dvc_built, tmp_path):
     proc = dvcops.run_dvc(["repro", until], ws)
     assert _ran(proc) == set()
     assert (ws / "dvc.lock").read_text() == before
+
+
+def test_forced_rerun_is_the_same_dataset(dvc_built, tmp_path):
+    """A rerun on identical records changes only timings.json: metrics.json, dvc.lock and the dataset version stay
+    (issue 24: timings apart from the hashed metrics; `fraudslm diff` says "same dataset")."""
+    ws = _copy(dvc_built, tmp_path)
+    _require(ws, "anonymize")
+    anon = _params_paths(ws)["anonymized"]
+    lock_a = dvcops.read_lock(ws)
+    metrics_a = (ws / anon / "metrics.json").read_bytes()
+    dvcops.run_dvc(["repro", "--force", "--single-item", "anonymize"], ws)
+    assert (ws / anon / "metrics.json").read_bytes() == metrics_a
+    assert (ws / anon / "timings.json").is_file()
+    assert dvcops.dataset_hash(dvcops.read_lock(ws)) == dvcops.dataset_hash(lock_a)
+    result = diff_versions("HEAD", "workspace", params_path=ws / "params.yaml", as_json=True)
+    assert result["same_dataset"] and result["changed"] == [], result["changed"][:5]
+    assert dvcops.git(["status", "--porcelain", "--", anon], ws).stdout.strip() == ""
 
 
 def test_quality_param_reruns_quality_and_downstream_only(dvc_built, tmp_path):
@@ -239,3 +260,18 @@ def test_full_pipeline_repro_and_noop(dvc_built, tmp_path):
     assert metrics
     plots = json.loads(dvcops.run_dvc(["plots", "show", "--json"], ws, check=False).stdout or "{}")
     assert plots.get("data"), plots.get("errors")
+    # `dvc metrics show` prints the headline files: readable lines (issue 24)
+    text = dvcops.run_dvc(["metrics", "show"], ws).stdout
+    assert "pr_auc" in text and max(len(line) for line in text.splitlines()) < 200
+    # the report on real model stages: its figures are the producers', its verdict follows the baseline floor
+    from pipeline.contracts import CompressMetrics, TrainMetrics, read_metrics
+
+    paths = _params_paths(ws)
+    report = json.loads((ws / paths["reports"] / "report.json").read_text())
+    cm = read_metrics(ws / paths["compressed"], CompressMetrics)
+    tm = read_metrics(ws / paths["lora"], TrainMetrics)
+    model = report["sections"]["model"]
+    assert model["compression"]["chosen"] == cm.chosen and model["compression"]["floor_met"] is cm.chosen_rule.floor_met
+    assert model["metrics"]["test.pr_auc"] == round(tm.test.pr_auc, 6)
+    if cm.chosen_rule.floor_met is False:
+        assert report["summary"]["overall"] != "pass"

@@ -133,6 +133,14 @@ def test_pipeline_flow_runs_dvc_stages_as_tasks_without_pii(harness, dvc_built, 
     assert SUMMARY_ARTIFACT in keys and REPORT_ARTIFACT not in keys  # no report yet: no link
     summary = next(a for a in artifacts if a.key == SUMMARY_ARTIFACT).data
     assert f"| {changed} | ran |" in summary
+    # each stage's headline figures, chosen by its contract (not the first metric keys alphabetically)
+    from flows.pipeline_flow import _stage_folders, stage_headline
+    from pipeline.contracts import STAGE_BY_NAME
+
+    head = stage_headline(changed, ws / _stage_folders(ws)[changed])
+    assert head and list(head) == [k for k in STAGE_BY_NAME[changed].metrics.HEADLINE if k in head]
+    row = next(line for line in summary.splitlines() if line.startswith(f"| {changed} | ran |"))
+    assert all(f"{k} " in row for k in head), row
 
     # nothing sensitive in the logs, the task results, Prefect's database or its result storage
     secrets = _secrets(ws)

@@ -4,7 +4,6 @@ conflicts, gate refusal. Real scikit-learn / cleanlab on small synthetic anonymi
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,18 @@ from pipeline.quality.oof import make_folds, oof_predict
 from pipeline.quality.report import neutralize_cell, write_review_queue
 from pipeline.quality.shortcut import shortcut_check
 from pipeline.quality.stage import apply_policy
-from pipeline.quality.synthetic import anonymized_like, write_anonymized
+from synthetic_quality import anonymized_like, write_anonymized
+
+
+def _bench_module():
+    """benchmarks/bench_label_noise.py (the standard recipe and the noise models live there)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_label_noise.py"
+    spec = importlib.util.spec_from_file_location("bench_label_noise", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _params(tmp_path: Path, **over):
@@ -87,20 +97,31 @@ def test_finds_planted_flips(noisy):
     flipped = noisy["flipped"].loc[s["record_id"]].to_numpy() & lab
     pred = s["is_label_issue"].to_numpy()
     tp = (pred & flipped).sum()
-    assert tp / pred.sum() >= 0.8 and tp / flipped.sum() >= 0.8
+    precision, recall = tp / pred.sum(), tp / flipped.sum()
+    # C = 1 (chosen across data sets, benchmarks/results/label_noise.json) is conservative on this 600-row fixture:
+    # high precision, recall ~0.75; still at least the standard recipe's F1 on the same records
+    assert precision >= 0.9 and recall >= 0.7
+    bench = _bench_module()
+    prf, standard_recipe = bench.prf, bench.standard_recipe
+    df = noisy["df"].set_index("record_id").loc[s["record_id"]]
+    std_flags, _ = standard_recipe(df.loc[lab, "text"].tolist(), df.loc[lab, "label"].astype(int).to_numpy(), 0)
+    std = prf(std_flags, flipped[lab])
+    assert 2 * precision * recall / (precision + recall) >= std["f1"]
     # unlabelled rows are scored but never flagged
     assert not s.loc[~lab, "is_label_issue"].any() and s.loc[~lab, "pred_prob_fraud"].notna().all()
     gt = noisy["metrics"]["ground_truth"]
-    assert gt["precision"] >= 0.8 and gt["recall"] >= 0.8
+    assert gt["precision"] >= 0.9 and gt["recall"] >= 0.7
     assert set(s.columns) >= {"label_quality_score", "suggested_label", "is_outlier", "outlier_score",
-                              "is_near_duplicate", "label_error_posterior"}
-    post = s["label_error_posterior"]
-    assert post[lab].between(0, 1).all() and post[~lab].isna().all()
-    # with the default check, a flag on a majority-labelled record always has posterior >= 1/2
-    majority = s.loc[lab, "given_label"].astype(int).mode()[0]
-    on_majority = pred & lab & (s["given_label"].fillna(-1).astype(int) == majority).to_numpy()
-    assert (post[on_majority] > 0.5).all()
-    assert noisy["metrics"]["label_issues"]["posterior_vetoed"] >= 0
+                              "is_near_duplicate"}
+    li = noisy["metrics"]["label_issues"]
+    # one fit of the fold models (rounds count refits only), nothing withdrawn, a self-describing method
+    assert li["rounds"] == 1 and li["withdrawn"] == 0 and li["folds"] == 5
+    assert "find_label_issues" in li["method"] and "L-BFGS" in li["method"]
+    # every flag is in decisions.parquet with its reason
+    d = pd.read_parquet(noisy["base"] / "q1" / "decisions.parquet").set_index("record_id")
+    flagged_ids = s.loc[pred, "record_id"]
+    assert d.loc[flagged_ids, "decision"].eq("flag").all()
+    assert d.loc[flagged_ids, "decision_reason"].str.contains("label_issue").all()
 
 
 def test_flag_policy_outputs_and_ledger(noisy):
@@ -199,22 +220,57 @@ def _shortcut_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
                          "n_entities": [t.count("<") for t in texts]})
 
 
-def test_shortcut_check_warns(tmp_path, capsys):
-    df = _shortcut_frame()
+def _shortcut_inputs(df: pd.DataFrame, seed: int = 0):
+    """(y, folds, text model OOF probabilities) the way the stage computes them."""
+    from pipeline.quality.stage import model_factory
+
     y = df["label"].astype(int).to_numpy()
-    res = shortcut_check(df, y, np.ones(len(df), bool), None, 5, 0)
-    assert res["auc"] >= 0.95
-    # a text whose placeholders carry no signal stays near chance
-    df2 = df.copy()
-    rng = np.random.default_rng(1)
-    words = ["please", "account", "help", "money", "today", "card", "thanks", "question", "bank", "issue"]
-    df2["text"] = [" ".join(rng.choice(words, size=8)) + " <PERSON_0000abcd>" for _ in range(len(df2))]
-    df2["n_entities"] = 1
-    assert shortcut_check(df2, y, np.ones(len(df), bool), None, 5, 0)["auc"] < 0.7
+    folds = make_folds(y, None, 5, seed)
+    X = build_features(df, 5000).X
+    pp = oof_predict(X, y, np.ones(len(y), bool), folds, model_factory(load_params(None, {}).quality)[0])
+    return y, folds, pp.pred_probs
+
+
+def test_shortcut_check_warns_on_redaction_pattern(tmp_path, capsys):
+    df = _shortcut_frame()
+    y, folds, pp = _shortcut_inputs(df)
+    res = shortcut_check(df, y, np.ones(len(df), bool), folds, pp, 0)
+    assert res["status"] == "warning" and res["warning"] is True
+    assert res["auc_meta"] >= 0.95 and res["auc_meta"] >= res["auc_text"] - 0.05
+    assert res["driver"] in ("PERSON", "US_SSN") and res["rate_gap"] > 0.8
     write_anonymized(df, tmp_path / "anon")
     m = run_quality(tmp_path / "anon", tmp_path / "q", _params(tmp_path, **{"quality.outliers": False}))
-    assert m["shortcut"]["warning"] is True
-    assert "shortcut AUC" in capsys.readouterr().err
+    assert m["shortcut"]["status"] == "warning" and m["shortcut"]["driver"] in ("PERSON", "US_SSN")
+    assert "shortcut" in capsys.readouterr().err
+    saved = read_json(tmp_path / "q" / "metrics.json")["shortcut"]
+    assert saved["status"] == "warning" and {"auc_meta", "auc_text", "driver"} <= set(saved)
+
+
+def test_shortcut_true_signal_is_info_and_noise_is_ok():
+    """Phone placeholders that come with scam wording (the text carries more than the placeholder): info, not a
+    warning. Placeholders unrelated to the label: ok."""
+    rng = np.random.default_rng(4)
+    n = 500
+    y = (rng.random(n) < 0.3).astype(int)
+    scam = ["urgent", "prize", "claim", "winner", "call", "now", "free", "cash", "reward", "txt"]
+    chat = ["lunch", "later", "home", "tonight", "meet", "dinner", "thanks", "see", "you", "ok"]
+    texts = []
+    for lab in y:
+        t = " ".join(rng.choice(scam if lab else chat, size=8))
+        if rng.random() < (0.6 if lab else 0.05):
+            t += f" <PHONE_NUMBER_{rng.integers(16**8):08x}>"
+        texts.append(t)
+    df = pd.DataFrame({"record_id": [f"{i:016x}" for i in range(n)], "source": "sms", "text": texts,
+                       "label": pd.array(y, dtype="Int8"), "n_entities": [t.count("<") for t in texts]})
+    yy, folds, pp = _shortcut_inputs(df)
+    res = shortcut_check(df, yy, np.ones(n, bool), folds, pp, 0)
+    assert res["status"] == "info" and not res["warning"] and res["driver"] == "PHONE_NUMBER"
+    assert res["auc_text"] > res["auc_meta"] + 0.05
+    df2 = df.copy()
+    df2["text"] = [t.split(" <")[0] + (" <PERSON_0000abcd>" if rng.random() < 0.3 else "") for t in df["text"]]
+    df2["n_entities"] = [t.count("<") for t in df2["text"]]
+    yy, folds, pp = _shortcut_inputs(df2)
+    assert shortcut_check(df2, yy, np.ones(n, bool), folds, pp, 0)["status"] == "ok"
 
 
 def test_refuses_without_passing_gate(tmp_path):
@@ -348,97 +404,33 @@ def test_group_novelty_marks_values_new_for_the_customer():
     assert build_features(df, 500, novelty=False).novelty == []
 
 
-def test_noise_posterior_withdraws_look_alikes_keeps_clear_flips():
-    from pipeline.quality.issues import noise_posterior
-
-    # three score regions: clearly legit (1% labelled fraud), ambiguous (30%), clearly fraud (95%)
-    p = np.r_[np.full(900, 0.05), np.full(100, 0.6), np.full(100, 0.95)]
-    y = np.r_[np.repeat([1, 0], [9, 891]), np.repeat([1, 0], [30, 70]), np.repeat([1, 0], [95, 5])]
-    w = noise_posterior(y, np.c_[1 - p, p], r01=0.01, r10=0.05)
-    assert (w[:9] > 0.5).all()  # labelled fraud where almost nothing is: a flip
-    assert (w[1095:] > 0.5).all()  # labelled legit where almost everything is fraud: a flip
-    assert (w[900:1000] < 0.1).all()  # ambiguous region: either label is plausible, never worth a flag
-    assert (w[9:900] < 0.01).all() and (w[1000:1095] < 0.01).all()  # labels that agree with the region
-
-
-def test_second_view_and_posterior_check_only_withdraw_majority_flags():
-    from pipeline.quality.issues import find_issues_iterated
-    from pipeline.quality.stage import model_factory, second_view_factory
-
-    df, flipped = anonymized_like(500, seed=3, flip_rate=0.06, ambiguity=0.02)
-    lab = df["label"].notna().to_numpy()
-    y = df.loc[lab, "label"].astype(int).to_numpy()
-    q = load_params(None, {}).quality
-    feats = build_features(df, 5000)
-    n_fit = len(y) * 4 // 5
-    make = model_factory(q, y.mean(), int(np.bincount(y).min()), 0, n_fit)[0]
-    kw = dict(k=5, seed=0, passes=2, filter_by="prune_by_noise_rate",
-              second_view=(feats.char_view(), second_view_factory(q, n_fit)))
-    plain = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="none", **kw)
-    checked = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="majority", **kw)
-    assert plain.views == ["main", "second"] and plain.pred_probs.shape == (len(y), 2)
-    assert not (checked.is_issue & ~plain.is_issue).any()  # the check only withdraws
-    withdrawn = plain.is_issue & ~checked.is_issue
-    assert checked.vetoed == int(withdrawn.sum())
-    assert (y[withdrawn] == np.argmax(np.bincount(y))).all()  # and only majority-labelled flags
-    truth = flipped[lab]
-    tp = (checked.is_issue & truth).sum()
-    assert tp / max(checked.is_issue.sum(), 1) >= 0.8 and tp / truth.sum() >= 0.7
-    assert tp / checked.is_issue.sum() >= (plain.is_issue & truth).sum() / plain.is_issue.sum()
-    assert 0 <= checked.noise_rates["r01"] < 0.2 and 0 <= checked.noise_rates["r10"] < 0.5
-    # posterior_flag only adds, and only records whose posterior of being a label error is above 1/2
-    added = find_issues_iterated(feats.X, y, lab, None, make, posterior_check="majority", posterior_flag="all", **kw)
-    assert not (checked.is_issue & ~added.is_issue).any()
-    extra = added.is_issue & ~checked.is_issue
-    assert (added.posterior[extra] > 0.5).all() and (added.posterior[~added.is_issue] <= 0.5).all()
-    assert added.rounds[-1]["view"] == "noise-posterior flag" and added.rounds[-1]["changed"] == int(extra.sum())
-
-
-def test_lbfgs_c_auto_is_sgds_per_row_penalty():
+def test_fold_model_c_and_removed_settings(tmp_path):
+    from pipeline.config import REMOVED_QUALITY_KEYS
     from pipeline.errors import ConfigError
-    from pipeline.quality.stage import lbfgs_c, model_factory, second_view_factory
+    from pipeline.quality.stage import model_factory
 
     q = load_params(None, {}).quality
-    assert q.learner == "lbfgs" and q.lbfgs_c == "auto" and q.second_view_c == "auto"
-    # small folds: the summed-loss C for SGD's per-row L2 penalty, C = 1 / (alpha * n); large folds: sklearn's C = 1
-    assert lbfgs_c(q, 480) == pytest.approx(1 / (q.alpha * 480))
-    assert lbfgs_c(q, 10_000) == pytest.approx(1.0) and lbfgs_c(q, 80_000) == 1.0
-    make, name = model_factory(q, 0.1, 50, 0, 480)
-    assert make().C == pytest.approx(20.8333, rel=1e-4) and name == "logistic-lbfgs(C=20.8)"
-    assert second_view_factory(q, 480)().C == pytest.approx(20.8333, rel=1e-4)
-    with pytest.raises(ValueError):
-        model_factory(q, 0.1, 50, 0)  # auto needs the fold size
-    fixed = load_params(None, {"quality.lbfgs_c": "2.5", "quality.second_view_c": "0.5"}).quality
-    assert model_factory(fixed, 0.1, 50, 0, 480)[0]().C == 2.5 and second_view_factory(fixed, 480)().C == 0.5
+    make, name = model_factory(q)
+    assert q.c == 1.0 and make().C == 1.0 and name == "logistic regression (L-BFGS, C=1)"
+    assert model_factory(load_params(None, {"quality.c": "2.5"}).quality)[0]().C == 2.5
     for bad in ("0", "-1", "often"):
         with pytest.raises(ConfigError):
-            load_params(None, {"quality.lbfgs_c": bad})
+            load_params(None, {"quality.c": bad})
+    # at most ~10 settings, each described
+    from pipeline.config import QualityParams
 
-
-def test_embedding_view_switch_encoder_and_fixture_run(noisy, tmp_path):
-    from pipeline.errors import ConfigError
-    from pipeline.quality.embed import sentence_embeddings
-    from pipeline.quality.stage import embedding_view_factory, embedding_view_on
-
-    q = load_params(None, {}).quality
-    assert q.embedding_view == "auto" and q.embedding_view_c == "auto"
-    assert embedding_view_on(q, 600) and embedding_view_on(q, q.small_data_max_rows)
-    assert not embedding_view_on(q, q.small_data_max_rows + 1) and not embedding_view_on(q, 0)
-    from pipeline.quality.stage import confident_learning_passes
-    assert q.passes == "auto" and confident_learning_passes(q, q.small_data_max_rows) == 4
-    assert confident_learning_passes(q, q.small_data_max_rows + 1) == 2
-    assert confident_learning_passes(q.model_copy(update={"passes": 3}), 10**6) == 3
-    assert embedding_view_on(q.model_copy(update={"embedding_view": "on"}), 10**6)
-    assert not embedding_view_on(q.model_copy(update={"embedding_view": "off"}), 600)
-    assert embedding_view_factory(q, 480)().C == pytest.approx(20.8333, rel=1e-4)
-    # the real bundled encoder: unit rows, order kept, a paraphrase closer than an unrelated text
-    texts = ["my card was stolen, please block it", "lunch menu for the team on friday", "someone stole my card"]
-    e = sentence_embeddings(texts)
-    assert e.shape == (3, 384) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
-    assert e[0] @ e[2] > e[0] @ e[1] + 0.2
-    assert np.allclose(sentence_embeddings(texts[::-1])[::-1], e, atol=1e-5)
-    # the 600-row fixture ran all three views (auto), and says so
-    li = noisy["metrics"]["label_issues"]
-    assert li["views"] == ["main", "second", "embedding"] and "embedding-logistic(C=" in li["model"]
-    with pytest.raises(ConfigError, match="quality.embedding_model"):
-        sentence_embeddings(["x"], str(tmp_path / "no_such_model"))
+    assert len(QualityParams.model_fields) <= 11
+    assert all(f.description for f in QualityParams.model_fields.values())
+    # a removed key is one clear line naming it (exit 2 through the CLI)
+    for key, value in (("learner", "sgd"), ("posterior_check", "majority"), ("passes", 2), ("embedding_view", "on")):
+        assert key in REMOVED_QUALITY_KEYS
+        with pytest.raises(ConfigError, match=f"quality.{key} was removed"):
+            load_params(None, {f"quality.{key}": value})
+    params = tmp_path / "params.yaml"
+    params.write_text("quality:\n  second_view: char_lr\n", encoding="utf-8")
+    df, _ = anonymized_like(40, seed=2)
+    write_anonymized(df, tmp_path / "anon")
+    res = CliRunner().invoke(app, ["quality", "--in", str(tmp_path / "anon"), "--out", str(tmp_path / "q"),
+                                   "--params", str(params)])
+    assert res.exit_code == 2 and "quality.second_view was removed" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -28,6 +27,16 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import REPO_ROOT, load_params
+from pipeline.contracts import (
+    AnonymizeMetrics,
+    CompressMetrics,
+    IngestMetrics,
+    QualityMetrics,
+    SplitMetrics,
+    TrainMetrics,
+    read_metrics,
+    write_metrics,
+)
 from pipeline.errors import ConfigError, GateError
 from pipeline.io import read_json, sha256_tree, write_json, write_parquet
 from pipeline.report import run_report, verify_report
@@ -56,6 +65,8 @@ def _params(data: Path, **extra):
         "anonymize.workers": 1,
         "quality.k_folds": 3,
         "split.train_flagged": "keep",  # 600 records: too few fraud examples left in train otherwise
+        "split.min_minority_per_split": 2,
+        "split.rebalance": "undersample",  # so the report shows a real before / after of the rebalancing
     }
     overrides.update(extra)
     return load_params(REPO_ROOT / "params.yaml", overrides)
@@ -71,7 +82,7 @@ def _no_signing_env(monkeypatch):
 # --------------------------------------------------------------------------------------- model stage outputs
 
 
-def write_model_outputs(data: Path) -> None:
+def write_model_outputs(data: Path, floor_met: bool = True) -> None:
     """train / compress outputs in pipeline/train's formats (trainer.py, compress.py); the weights are stand-ins."""
     lora, comp = data / "06_models" / "lora", data / "06_models" / "compressed"
     ds = data / "05_splits" / "dataset"
@@ -82,8 +93,8 @@ def write_model_outputs(data: Path) -> None:
     write_json(lora / "training_args.json", {"data_version": dv, "seed": 42})
     m = {"n": 90, "n_fraud": 7, "pr_auc": 0.71, "roc_auc": 0.93, "f1": 0.62, "precision": 0.66, "recall": 0.58,
          "threshold": 0.41, "recall_at_1pct_fpr": 0.43}
-    write_json(lora / "metrics.json", {"validation": m, "test": {**m, "pr_auc": 0.69}, "threshold": 0.41,
-                                       "test_pr_auc": 0.69, "epochs_run": 3})
+    write_metrics(lora, TrainMetrics(validation=m, test={**m, "pr_auc": 0.69}, threshold=0.41, val_pr_auc=0.71,
+                                     test_pr_auc=0.69, test_f1=0.62, epochs_run=3, training_time_s=12.5))
     write_json(lora / "ledger.json", {"stage": "train", "balanced": True, "sources": {}})
     (comp / "chosen").mkdir(parents=True, exist_ok=True)
     (comp / "chosen" / "model.onnx").write_bytes(b"\x01" * 1024)
@@ -95,72 +106,27 @@ def write_model_outputs(data: Path) -> None:
          "pr_auc_drop": 0.006, "f1": 0.61, "latency_p50_ms": 3.2},
         {"name": "distilled", "kind": "student", "size_mb": 45.0, "params": 11_000_000, "pr_auc": 0.64,
          "pr_auc_drop": 0.05, "f1": 0.55, "latency_p50_ms": 4.0},
-        {"name": "tfidf_lr", "kind": "baseline", "size_mb": 2.1, "params": 50_001, "pr_auc": 0.52,
-         "pr_auc_drop": 0.17, "f1": 0.48, "latency_p50_ms": 0.4},
+        {"name": "tfidf_lr", "kind": "baseline", "size_mb": 2.1, "params": 50_001,
+         "pr_auc": 0.52 if floor_met else 0.75, "pr_auc_drop": 0.17, "f1": 0.48, "latency_p50_ms": 0.4},
     ]
-    write_json(comp / "metrics.json", {"variants": variants, "chosen": "onnx_int8", "reference": "fp32",
-                                       "pr_auc_budget": 0.01})
+    rule = {"chosen": "onnx_int8", "pr_auc_budget": 0.01, "baseline_floor": True, "budget_only_choice": "onnx_int8",
+            "baseline_pr_auc": variants[-1]["pr_auc"], "floor_met": floor_met}
+    write_metrics(comp, CompressMetrics(variants=variants, chosen="onnx_int8", reference="fp32", baseline="tfidf_lr",
+                                        pr_auc_budget=0.01, chosen_rule=rule, stage_time_s=3.0))
     write_json(comp / "ledger.json", {"stage": "compress", "balanced": True, "sources": {}})
-
-
-def write_quality_split_outputs(data: Path) -> None:
-    """Stand-ins for the quality and split stages (used only while pipeline/quality and pipeline/split.py are
-    absent), derived from the real anonymized records in the documented formats: every record kept with a
-    decision, a few queued for review, customer-grouped splits with the train split undersampled."""
-    import hashlib
-
-    anon, q, sp = data / "03_anonymized", data / "04_quality", data / "05_splits"
-    recs = pd.read_parquet(anon / "records.parquet")
-    q.mkdir(parents=True, exist_ok=True)
-    write_parquet(q / "records.parquet", recs)
-    decision = ["review" if i % 37 == 0 else "keep" for i in range(len(recs))]
-    write_parquet(q / "scores.parquet", pd.DataFrame({"record_id": recs["record_id"], "label_quality": 0.9,
-                                                      "decision": decision}))
-    write_parquet(q / "review_queue.parquet", recs[[d == "review" for d in decision]][["record_id", "source", "text"]])
-    anon_led = read_json(anon / "ledger.json")
-    led = {"stage": "quality", "balanced": True, "sources": {
-        n: {"read": s["accepted"], "accepted": s["accepted"], "quarantined": 0, "duplicates": 0, "dropped": 0,
-            "reasons": {}} for n, s in anon_led["sources"].items()}}
-    write_json(q / "ledger.json", led)
-    write_json(q / "metrics.json", {"label_issues": {"found": decision.count("review")},
-                                    "decisions": {"keep": decision.count("keep"), "review": decision.count("review")},
-                                    "review_queue": decision.count("review"), "shortcut": {"auc": 0.58}})
-    bucket = [int(hashlib.sha256(str(g).encode()).hexdigest(), 16) % 100 for g in recs["group_id"]]
-    parts = {"train": recs[[b < 70 for b in bucket]], "validation": recs[[70 <= b < 85 for b in bucket]],
-             "test": recs[[b >= 85 for b in bucket]]}
-    tr = parts["train"]
-    fraud, legit = tr[tr["label"] == 1], tr[tr["label"] == 0]
-    before = {"fraud": len(fraud), "legit": len(legit)}
-    parts["train"] = pd.concat([fraud, legit.head(len(fraud) * 4)]).sort_values("record_id")
-    sp.mkdir(parents=True, exist_ok=True)
-    for name, df in parts.items():
-        write_parquet(sp / f"{name}.parquet", df[["record_id", "source", "text", "label", "group_id"]])
-    (sp / "dataset").mkdir(exist_ok=True)
-    (sp / "dataset" / "dataset_dict.json").write_text('{"splits": ["train", "validation", "test"]}', encoding="utf-8")
-    write_json(sp / "ledger.json", {"stage": "split", "balanced": True, "sources": led["sources"],
-                                    "splits": {n: len(df) for n, df in parts.items()}})
-    cb = {n: {"before": {"fraud": int((df["label"] == 1).sum()), "legit": int((df["label"] == 0).sum())},
-              "after": {"fraud": int((df["label"] == 1).sum()), "legit": int((df["label"] == 0).sum())}}
-          for n, df in parts.items()}
-    cb["train"]["before"] = before
-    write_json(sp / "metrics.json", {"class_balance": cb, "upstream_gate": {"passed": True}})
 
 
 # ------------------------------------------------------------------------------------------- the demo run
 
 
-def _have(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def demo_run(small_demo, tmp_path_factory):
-    """Real ingest + anonymize (+ quality + split when present) on the small demo; the report of that run."""
+    """Real ingest + anonymize + quality + split on the small demo (train / compress outputs written through their
+    contract models); the report of that run."""
     from pipeline.anonymize import run_anonymize
     from pipeline.ingest import run_ingest
+    from pipeline.quality import run_quality
+    from pipeline.split import run_split
 
     data = tmp_path_factory.mktemp("report_run") / "data"
     shutil.copytree(small_demo["raw"], data / "01_raw")
@@ -168,23 +134,12 @@ def demo_run(small_demo, tmp_path_factory):
     p = _params(data)
     run_ingest(sources=Path(p.paths.sources), out=data / "02_ingested", params=p)
     run_anonymize(inp=data / "02_ingested", out=data / "03_anonymized", params=p, ground_truth=data / "ground_truth")
-    real = {"quality": False, "split": False}
-    if _have("pipeline.quality") and _have("pipeline.split"):
-        with contextlib.suppress(ImportError, AttributeError):
-            from pipeline.quality import run_quality
-            from pipeline.split import run_split
-
-            run_quality(inp=data / "03_anonymized", out=data / "04_quality", params=p)
-            real["quality"] = True
-            run_split(inp=data / "04_quality", out=data / "05_splits", params=p)
-            real["split"] = True
-    if not real["split"]:
-        shutil.rmtree(data / "04_quality", ignore_errors=True)
-        write_quality_split_outputs(data)
+    run_quality(inp=data / "03_anonymized", out=data / "04_quality", params=p)
+    run_split(inp=data / "04_quality", out=data / "05_splits", params=p)
     write_model_outputs(data)
     out = data / "reports"
     res = run_report(out=out, params=p)
-    return {"data": data, "out": out, "params": p, "result": res, "truth": small_demo["truth"], "real": real}
+    return {"data": data, "out": out, "params": p, "result": res, "truth": small_demo["truth"]}
 
 
 def test_report_json_matches_schema(demo_run):
@@ -250,6 +205,79 @@ def test_reconciliation_with_stage_ledgers(demo_run):
     # the report's own ledger balances
     led = read_json(demo_run["out"] / "ledger.json")
     assert led["balanced"] and led["totals"]["read"] == 6
+
+
+def test_every_figure_equals_the_producing_stage(demo_run):
+    """Each figure the report shows is the producing stage's value, read back through the stage's contract."""
+    data, out = demo_run["data"], demo_run["out"]
+    report = read_json(out / "report.json")
+    sec = report["sections"]
+    ing = read_metrics(data / "02_ingested", IngestMetrics)
+    anon = read_metrics(data / "03_anonymized", AnonymizeMetrics)
+    qm = read_metrics(data / "04_quality", QualityMetrics)
+    sm = read_metrics(data / "05_splits", SplitMetrics)
+    tm = read_metrics(data / "06_models" / "lora", TrainMetrics)
+    cm = read_metrics(data / "06_models" / "compressed", CompressMetrics)
+    # sources: quarantined / duplicates / accepted totals
+    for k in ("read", "accepted", "quarantined", "duplicates"):
+        assert sec["sources"]["totals"][k] == getattr(ing.totals, k), k
+    # anonymize: records, quarantined, entities by type
+    assert (sec["pii"]["records_in"], sec["pii"]["records_out"], sec["pii"]["quarantined"]) == \
+        (anon.records_in, anon.records_out, anon.quarantined)
+    assert sec["pii"]["entities"]["by_type"] == anon.entities.by_type
+    assert sec["pii"]["entities"]["total"] == anon.entities.total
+    # quality: the label-issue count the stage wrote (label_issues.count), decisions, queue
+    assert sec["quality"]["label_issues"] == qm.label_issues.count
+    assert sec["quality"]["records"] == qm.records and sec["quality"]["kept"] == qm.kept
+    assert sec["quality"]["decisions"] == qm.decisions
+    assert sec["quality"]["reviewer_queue"] == qm.review_queue
+    assert sec["quality"]["shortcut"]["auc"] == round(qm.shortcut.auc, 6)
+    # splits: sizes and rebalancing before / after
+    assert sec["splits"]["sizes"] == sm.sizes
+    assert {n: s["n"] for n, s in sec["splits"]["splits"].items()} == sm.sizes
+    rb = sec["splits"]["rebalance"]
+    assert sm.rebalance.rows_before is not None and sm.rebalance.rows_before > sm.rebalance.rows_after
+    assert (rb["rows_before"], rb["rows_after"]) == (sm.rebalance.rows_before, sm.rebalance.rows_after)
+    assert rb["ratio_before"] == round(sm.rebalance.ratio_before, 6)
+    assert rb["ratio_after"] == round(sm.rebalance.ratio_after, 6)
+    train = sec["splits"]["class_balance"]["train"]
+    assert train["before"]["rows"] == sm.rebalance.rows_before and train["after"]["rows"] == sm.sizes["train"]
+    assert train["after"]["fraud"] == sm.counts["train"]["fraud"]
+    # model: PR-AUC, chosen variant, baseline floor
+    assert sec["model"]["metrics"]["test.pr_auc"] == tm.test.pr_auc
+    comp = sec["model"]["compression"]
+    assert comp["chosen"] == cm.chosen and comp["chosen_pr_auc"] == cm.variant(cm.chosen).pr_auc
+    assert comp["floor_met"] is cm.chosen_rule.floor_met is True
+    assert comp["baseline_pr_auc"] == cm.chosen_rule.baseline_pr_auc
+    # the volatile figures came back from timings.json (not in the hashed metrics.json)
+    assert "latency_p50_ms" not in read_json(data / "06_models" / "compressed" / "metrics.json")["variants"][0]
+    assert {v["name"]: v["latency_p50_ms"] for v in comp["variants"]}["onnx_int8"] == 3.2
+    # the HTML shows the same figures; the raw-key appendix is in report.json only
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert re.search(rf"label issues found</div><div>{qm.label_issues.count:,}\b", html)
+    assert f"{sm.rebalance.rows_before:,}" in html and f"{sm.rebalance.rows_after:,}" in html
+    assert "Appendix: recorded stage metrics" not in html and "stage_metrics" in json.dumps(sec["quality"])
+    assert report["summary"]["overall"] in ("pass", "attention")
+    beats = next(c for c in report["checks"] if c["id"] == "model.beats_baseline")
+    assert beats["passed"] is True and beats["figure"] == 0.684
+
+
+def test_verdict_is_not_pass_when_the_baseline_beats_the_model(demo_run, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_run["data"], data, ignore=shutil.ignore_patterns("reports"))
+    write_model_outputs(data, floor_met=False)
+    out = data / "reports"
+    p = _params(data)
+    res = run_report(out=out, params=p)
+    report = read_json(out / "report.json")
+    assert res["overall"] != "pass" and report["summary"]["overall"] != "pass"
+    check = next(c for c in report["checks"] if c["id"] == "model.beats_baseline")
+    assert check["passed"] is False and check["figure"] == 0.684 and "0.75" in check["target"]
+    assert report["sections"]["model"]["compression"]["floor_met"] is False
+    html = (out / "report.html").read_text(encoding="utf-8")
+    glance = html[html.index('id="summary"'):html.index('id="run"')]
+    assert "model.beats_baseline" in glance and "WARN" in glance and "0.684" in glance
+    assert read_json(out / "metrics.json")["overall"] != "pass"
 
 
 def _pii_needles(truth: Path) -> set[str]:
@@ -579,7 +607,8 @@ def fixture_outputs(data: Path, source: str = "transactions", text: str = "custo
     write_json(ing / "ledger.json", {"stage": "ingest", "balanced": True, "sources": {source: {
         "read": read, "accepted": accepted, "quarantined": 1, "duplicates": 1, "dropped": 0,
         "reasons": {"malformed_row": 1, "duplicate_exact": 1}, "sha256": "ab" * 32, "bytes": 1234}}})
-    write_json(ing / "metrics.json", {"stage": "ingest", "totals": {"read": read}})
+    write_metrics(ing, IngestMetrics(balanced=True, totals={"read": read, "accepted": accepted, "quarantined": 1,
+                                                            "duplicates": 1}))
     ids = [f"{i:016x}" for i in range(accepted)]
     labels = [1 if i % 4 == 0 else 0 for i in range(accepted)]
     groups = [f"<CUSTOMER_{i % 4:012x}>" for i in range(accepted)]
@@ -592,21 +621,25 @@ def fixture_outputs(data: Path, source: str = "transactions", text: str = "custo
                                     "original_values_checked": 5, "canaries_checked": 3})
     write_json(anon / "ledger.json", {"stage": "anonymize", "balanced": True, "sources": {source: {
         "read": accepted, "accepted": accepted, "quarantined": 0, "duplicates": 0, "dropped": 0, "reasons": {}}}})
-    write_json(anon / "metrics.json", {"entities": {"total": 3, "by_type": {"CREDIT_CARD": 1, "PERSON": 2}},
-                                       "key_fingerprint": "0123456789ab"})
+    write_metrics(anon, AnonymizeMetrics(records_in=accepted, records_out=accepted, quarantined=0,
+                                         entities={"total": 3, "by_type": {"CREDIT_CARD": 1, "PERSON": 2}},
+                                         gate={"passed": True}, key_fingerprint="0123456789ab", seconds=1.5))
     write_parquet(q / "records.parquet", recs)
     write_parquet(q / "review_queue.parquet", recs.head(2))
     write_parquet(q / "scores.parquet", pd.DataFrame({"record_id": ids, "decision": ["keep"] * (accepted - 1)
                                                       + ["review"]}))
     write_json(q / "ledger.json", {"stage": "quality", "balanced": True, "sources": {source: {
         "read": accepted, "accepted": accepted, "quarantined": 0, "duplicates": 0, "dropped": 0, "reasons": {}}}})
-    write_json(q / "metrics.json", {"label_issues": {"found": 1}, "shortcut": {"auc": 0.55}})
+    write_metrics(q, QualityMetrics(records=accepted, labelled=accepted, kept=accepted, label_issues={"count": 1},
+                                    decisions={"keep": accepted - 1, "flag": 1}, shortcut={"auc": 0.55},
+                                    review_queue=2))
     for name, sl in (("train", slice(0, 4)), ("validation", slice(4, 6)), ("test", slice(6, None))):
         write_parquet(sp / f"{name}.parquet", recs.iloc[sl].assign(group_id=[f"g{name}{i}" for i in
                                                                            range(len(recs.iloc[sl]))]))
     write_json(sp / "ledger.json", {"stage": "split", "balanced": True, "sources": {source: {
         "read": accepted, "accepted": accepted, "quarantined": 0, "duplicates": 0, "dropped": 0, "reasons": {}}}})
-    write_json(sp / "metrics.json", {"upstream_gate": {"passed": True}})
+    write_metrics(sp, SplitMetrics(sizes={"train": 4, "validation": 2, "test": accepted - 6},
+                                   upstream_gate={"passed": True}))
     return data
 
 
@@ -679,8 +712,10 @@ def test_changes_since_previous_report(tmp_path):
     assert read_json(out / "report.json")["sections"]["changes"]["status"] == "not_run"
     (out / "reviewer-notes.txt").write_text("kept", encoding="utf-8")
     fixture_outputs(tmp_path / "data", accepted=12)
-    run_report(out=out, params=p)
+    run_report(out=out, params=_params(data, **{"quality.k_folds": 4}))
     ch = read_json(out / "report.json")["sections"]["changes"]
+    assert {"key": "quality.k_folds", "previous": 3, "current": 4} in ch["previous"]["params_changed_keys"]
+    assert "quality.k_folds" in (out / "report.html").read_text(encoding="utf-8")
     assert ch["status"] == "ok" and (out / "history" / "previous.json").is_file()
     rows = {r["metric"]: r for r in ch["rows"]}
     assert rows["sources.transactions.accepted"]["previous"] == 8

@@ -166,7 +166,7 @@ def test_csv_and_jsonl_gzip(tmp_path: Path) -> None:
 
 def test_csv_header_missing_field_is_config_error(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("id,body,label\n1,x,0\n")
-    with pytest.raises(ConfigError, match=r"header lacks field\(s\) \['text'\]"):
+    with pytest.raises(ConfigError, match=r"header lacks 1 of the 3 field\(s\) named in the source config \['text'\]$"):
         read_rows(tmp_path, src("t", "csv", "${raw}/t.csv", **CSV_SRC))
 
 

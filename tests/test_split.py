@@ -14,20 +14,23 @@ from pipeline.cli import app
 from pipeline.config import load_params
 from pipeline.errors import GateError
 from pipeline.io import read_json, write_json, write_parquet
-from pipeline.quality.synthetic import anonymized_like
+from synthetic_quality import anonymized_like
 from pipeline.split import run_split
 
 GATE = {"passed": True, "key_fingerprint": "abc123", "residual": {}, "checked_records": 1}
 
 
 def _quality_dir(folder: Path, df: pd.DataFrame, gate: dict | None = GATE) -> Path:
-    """What the quality stage hands to split: records.parquet (+ quality_flag) and metrics.json with upstream_gate."""
+    """What the quality stage hands to split: records.parquet (+ quality_flag) and provenance.json with the gate
+    passport (pipeline.provenance)."""
     folder.mkdir(parents=True, exist_ok=True)
     df = df.copy()
     if "quality_flag" not in df.columns:
         df["quality_flag"] = False
     write_parquet(folder / "records.parquet", df)
     write_json(folder / "metrics.json", {"stage": "quality", **({"upstream_gate": gate} if gate is not None else {})})
+    if gate is not None:
+        write_json(folder / "provenance.json", {"stage": "quality", "gate": gate})
     return folder
 
 

@@ -1,20 +1,22 @@
-"""Anonymize stage: PII detection (detect.py) and replacement (stage.py). Imports are lazy so that one module's
-absence or import error does not break the other."""
+"""Anonymize stage: PII detection (detect.py), replacement and the leakage gate (stage.py and the modules
+it calls)."""
 
 from __future__ import annotations
 
-from typing import Any
+from pipeline.lazy import lazy_getattr
 
-__all__ = ["run_anonymize", "detect_pii_file", "build_detector", "Detector", "Span"]
+# public name -> the module that defines it (imported on first use: pipeline/lazy.py)
+_LAZY = {
+    "run_anonymize": "pipeline.anonymize.stage",
+    "detect_pii_file": "pipeline.anonymize.detect",
+    "build_detector": "pipeline.anonymize.detect",
+    "Detector": "pipeline.anonymize.detect",
+    "Span": "pipeline.anonymize.detect",
+    "Operator": "pipeline.anonymize.operators",
+    "OPERATORS": "pipeline.anonymize.operators",
+    "residual_risk": "pipeline.anonymize.evaluate",
+    "reidentification": "pipeline.anonymize.evaluate",
+}
+__all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "run_anonymize":
-        from pipeline.anonymize.stage import run_anonymize
-
-        return run_anonymize
-    if name in ("detect_pii_file", "build_detector", "Detector", "Span"):
-        from pipeline.anonymize import detect
-
-        return getattr(detect, name)
-    raise AttributeError(f"module 'pipeline.anonymize' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

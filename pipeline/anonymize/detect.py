@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-# Entity types produced by spaCy NER only (nothing to find without it).
-NER_ONLY = frozenset({"LOCATION", "NRP", "ORGANIZATION"})
 
 
 @dataclass(frozen=True)
@@ -499,6 +497,11 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Optional[str], Optional[str],
             yield lineno, rid, text, None
 
 
+def detect_pii_factory(cfg: "AnonymizeParams") -> Detector:
+    """The detector `detect-pii` uses: the stage's entity types plus the evaluation extras (picklable factory)."""
+    return build_detector(cfg, entities=list(cfg.entities) + list(getattr(cfg, "eval_extra_entities", [])))
+
+
 def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 512) -> dict[str, Any]:
     """`fraudslm detect-pii --in texts.jsonl --out spans.jsonl`.
 
@@ -506,8 +509,13 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 5
     A bad line gives `{"id": <id or null>, "line": N, "error": "..."}` in the output and one line on stderr naming
     the file and line; the other lines are processed. Entity types: `anonymize.entities` plus
     `anonymize.eval_extra_entities` (evaluation mode). Beside the output: `<stem>.ledger.json` and
-    `<stem>.metrics.json` (counts only, no values).
+    `<stem>.metrics.json` (counts only, no values). Batches of `batch_lines` lines run on the anonymize stage's
+    executor (`anonymize.workers` processes, the detector loaded once and shared by fork where safe); a text whose
+    analysis throws gets an error line naming the exception type only.
     """
+    from collections import deque
+
+    from pipeline.anonymize.executors import Job, make_executor
     from pipeline.io import atomic_path, write_json
     from pipeline.ledger import Ledger
 
@@ -515,44 +523,79 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 5
     if not inp.is_file():
         raise ConfigError(f"{inp}: input file not found")
     ap = params.anonymize
-    detector = build_detector(ap, entities=list(ap.entities) + list(getattr(ap, "eval_extra_entities", [])))
     ledger = Ledger("detect-pii")
     src = inp.name
     per_type: Counter = Counter()
     n_entities = 0
+    entity_types: list[str] = []
+    with open(inp, "rb") as fh:
+        n_lines = sum(1 for _ in fh)
+    executor = make_executor(ap, ap.model_dump_json(), detect_pii_factory, -(-n_lines // batch_lines))
 
-    def flush(batch: list[tuple[int, str, str]], fh) -> None:
+    def write(batch: list[tuple[int, str, str]], res, fh) -> None:
         nonlocal n_entities
-        spans = detector.detect_batch([t for _, _, t in batch])
-        for (_, rid, _), ss in zip(batch, spans):
-            ents = [{"type": s.type, "start": s.start, "end": s.end, "score": s.score} for s in ss]
-            per_type.update(s.type for s in ss)
+        for i, ((lineno, rid, _), ss) in enumerate(zip(batch, res.ner_spans)):
+            if ss is None:
+                err = res.ner_errors.get(i, "detect_failed")
+                print(f"fraudslm: {inp}: line {lineno}: analysis failed ({err.split(':', 1)[-1]})", file=sys.stderr)
+                fh.write(json.dumps({"id": rid, "line": lineno, "error": err}) + "\n")
+                ledger.quarantine(src, "detect_failed")
+                continue
+            ents = [{"type": t, "start": st, "end": en, "score": sc} for t, st, en, sc, _ in ss]
+            per_type.update(e["type"] for e in ents)
             n_entities += len(ents)
             fh.write(json.dumps({"id": rid, "entities": ents}, ensure_ascii=False) + "\n")
             ledger.accept(src)
 
-    with atomic_path(out, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        batch: list[tuple[int, str, str]] = []
-        for lineno, rid, text, err in _iter_jsonl(inp):
-            ledger.read(src)
-            if err is not None:
-                flush(batch, fh)
-                batch = []
-                print(f"fraudslm: {inp}: line {lineno}: {err}", file=sys.stderr)
+    # items in output order: ("batch", lines, future) or ("bad", line) ; at most `slots` batches in flight
+    pending: deque = deque()
+    in_flight = 0
+
+    def submit(batch: list[tuple[int, str, str]]) -> None:
+        nonlocal in_flight
+        if batch:
+            pending.append(("batch", batch, executor.submit(Job(len(pending), [t for _, _, t in batch], []))))
+            in_flight += 1
+
+    def drain(fh, keep: int) -> None:
+        nonlocal in_flight
+        while pending and (in_flight > keep or pending[0][0] == "bad"):
+            kind, item, fut = pending.popleft()
+            if kind == "bad":
+                lineno, rid, err = item
                 fh.write(json.dumps({"id": rid, "line": lineno, "error": err}) + "\n")
-                ledger.quarantine(src, "bad_line")
                 continue
-            batch.append((lineno, rid, text))
-            if len(batch) >= batch_lines:
-                flush(batch, fh)
-                batch = []
-        flush(batch, fh)
+            in_flight -= 1
+            write(item, fut.result(), fh)
+
+    try:
+        with atomic_path(out, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            batch: list[tuple[int, str, str]] = []
+            for lineno, rid, text, err in _iter_jsonl(inp):
+                ledger.read(src)
+                if err is not None:
+                    submit(batch)
+                    batch = []
+                    print(f"fraudslm: {inp}: line {lineno}: {err}", file=sys.stderr)
+                    pending.append(("bad", (lineno, rid, err), None))
+                    ledger.quarantine(src, "bad_line")
+                    continue
+                batch.append((lineno, rid, text))
+                if len(batch) >= batch_lines:
+                    submit(batch)
+                    batch = []
+                    drain(fh, executor.slots)
+            submit(batch)
+            drain(fh, 0)
+    finally:
+        executor.close()
+    entity_types = sorted(set(ap.entities) | set(getattr(ap, "eval_extra_entities", [])))
     metrics = {
         "records": ledger.totals()["read"],
         "bad_lines": ledger.totals()["quarantined"],
         "entities": n_entities,
         "entities_by_type": dict(sorted(per_type.items())),
-        "entity_types": detector.entities,
+        "entity_types": entity_types,
         "spacy_model": ap.spacy_model,
         "score_threshold": ap.score_threshold,
         "params_digest": params.digest(),

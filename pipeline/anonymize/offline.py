@@ -50,14 +50,28 @@ def import_presidio() -> None:
     `presidio_analyzer.nlp_engine` imports `transformers` (guarded by `try/except ImportError`) for its
     TransformersNlpEngine, which this project never uses: that import costs seconds of start-up per process. When
     nothing has imported transformers yet, it is hidden while Presidio loads and restored right after, so the
-    training stage (same interpreter under Prefect) imports it normally."""
+    training stage (same interpreter under Prefect) imports it normally.
+
+    Presidio also probes for a CUDA device on import (`nlp_engine.device_detector`), which imports torch (seconds
+    per process) unless `PRESIDIO_DEVICE` is set: the small spaCy model runs on the CPU here, so it is set to `cpu`
+    when the environment does not choose (set PRESIDIO_DEVICE=cuda to let Presidio use a GPU)."""
+    import os
+
+    os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
     if "presidio_analyzer.nlp_engine" in sys.modules or "transformers" in sys.modules:
         return
+    # thinc (under spaCy) imports torch only to offer its PyTorch shims, which a CPU spaCy pipeline without a
+    # transformer component never calls: hidden likewise when nothing has imported thinc or torch yet (torch itself
+    # imports normally afterwards; only thinc's optional shims stay off in this process)
+    hide = ["transformers"] + (["torch"] if "thinc" not in sys.modules and "torch" not in sys.modules
+                               and os.environ.get("FRAUDSLM_THINC_TORCH", "") != "1" else [])
     with _LOCK:
-        sys.modules["transformers"] = None  # type: ignore[assignment]  # makes `import transformers` raise
+        for name in hide:
+            sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
         try:
             import presidio_analyzer.nlp_engine  # noqa: F401
             import presidio_analyzer.predefined_recognizers  # noqa: F401
         finally:
-            if sys.modules.get("transformers", 0) is None:
-                del sys.modules["transformers"]
+            for name in hide:
+                if sys.modules.get(name, 0) is None:
+                    del sys.modules[name]

@@ -222,7 +222,7 @@ class OperatorRule:
 
 
 class Replacer:
-    """Applies the operator policy to one detected value."""
+    """Applies the operator policy to one detected value (operators: pipeline/anonymize/operators.py registry)."""
 
     def __init__(
         self,
@@ -235,8 +235,11 @@ class Replacer:
         self.default = default
         self.pseudonymizer = pseudonymizer
         self.encryptor = encryptor
-        self.keeps = frozenset(t for t, r in rules.items() if r.operator == "keep")
-        if encryptor is None and any(r.operator == "encrypt" for r in [default, *rules.values()]):
+        from pipeline.anonymize.operators import get_operator
+
+        self._ops = {r.operator: get_operator(r.operator) for r in [default, *rules.values()]}
+        self.keeps = frozenset(t for t, r in rules.items() if self._ops[r.operator].keeps_value)
+        if encryptor is None and any(op.needs_encryption_key for op in self._ops.values()):
             raise ConfigError(f"operator 'encrypt' needs a separate encryption key in {ENCRYPTION_KEY_ENV}")
 
     def rule(self, entity_type: str) -> OperatorRule:
@@ -245,19 +248,7 @@ class Replacer:
     def replace(self, entity_type: str, value: str) -> tuple[str, str]:
         """(replacement, operator name)."""
         rule = self.rule(entity_type)
-        op = rule.operator
-        if op == "pseudonymize":
-            return self.pseudonymizer.token(entity_type, value), op
-        if op == "redact":
-            return redact(entity_type), op
-        if op == "mask":
-            return mask(value, rule.keep_last, rule.masking_char), op
-        if op == "encrypt":
-            assert self.encryptor is not None
-            return self.encryptor.encrypt(entity_type, value), op
-        if op == "keep":
-            return value, op
-        raise ConfigError(f"unknown operator {op!r} for {entity_type}")  # pragma: no cover - validated by config
+        return self._ops[rule.operator].apply(self, entity_type, value, rule), rule.operator
 
 
 def rules_from_params(operators: dict, default_operator: str) -> tuple[dict[str, OperatorRule], OperatorRule]:

@@ -12,7 +12,7 @@ Presidio's lemma enhancer does not boost them twice.
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Iterable, Optional, Sequence
+from typing import ClassVar, Iterable, Optional, Sequence
 
 import regex as re
 
@@ -29,7 +29,6 @@ _META_ID = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
 _META_CTX = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
 
 # Building blocks (Unicode-aware: names and places are not ASCII-only).
-UPPER = r"\p{Lu}"
 # Anna, O'Neil, Jean-Luc, Maria-Theresia, Hans-H., Šárka (at least one lower-case letter: "ABA" is not a name)
 NAME_WORD = r"\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{Lo}]*\p{Ll}(?:[\-'’]\p{Lu}?[\p{Ll}\p{Lo}]*\p{Ll})*(?:-\p{Lu}\.)?"
 NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
@@ -808,14 +807,3 @@ class TimestampRecognizer(RegexRecognizer):
         ("iso datetime", r"(?<![\w\-])(?P<pii>(?:19|20)\d{2}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?)?)(?![\w\-])", 0.6, 0.6),
         ("date", rf"(?<![\w/\-.])(?P<pii>{DATE_PATTERN})(?![\w/\-]|[.]\d)", 0.5, 0.5),
     )
-
-
-FACTORY: dict[str, Callable[..., EntityRecognizer]] = {
-    cls.__name__: cls
-    for cls in (
-        CardNumberRecognizer, IbanFinanceRecognizer, SwiftBicRecognizer, AbaRoutingFinanceRecognizer,
-        UsSsnFinanceRecognizer, BankAccountRecognizer, CardExpiryRecognizer, CvvRecognizer, PhoneFinanceRecognizer,
-        PhonePatternRecognizer, StreetAddressRecognizer, DateOfBirthRecognizer, PersonCueRecognizer,
-        NameLineRecognizer, PersonMentionRecognizer, UrlFinanceRecognizer, AgeRecognizer, TitleRecognizer, TimestampRecognizer,
-    )
-}

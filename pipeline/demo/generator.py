@@ -67,6 +67,19 @@ class Quota:
         return hit
 
 
+class ClassFlips:
+    """Class-conditional label noise (demo.flip_rate_fraud_to_legit: missed fraud; demo.flip_rate_legit_to_fraud:
+    false alarms): each labelled record's given label is flipped with its true class's rate (seeded draws). A fraud
+    team's labels miss fraud far more often than they raise false alarms; uniform flips on a 2-4% fraud rate would
+    make most "fraud" labels noise."""
+
+    def __init__(self, fraud_to_legit: float, legit_to_fraud: float, rng: random.Random) -> None:
+        self.f2l, self.l2f, self.rng = fraud_to_legit, legit_to_fraud, rng
+
+    def take(self, fraud: bool) -> bool:
+        return self.rng.random() < (self.f2l if fraud else self.l2f)
+
+
 @dataclass
 class Entry:
     """A well-formed original that later records may duplicate."""
@@ -132,7 +145,7 @@ class Generator:
         sec = (i + self.rng.random()) * SPAN_S / max(1, count)
         return START + timedelta(seconds=int(sec))
 
-    def plan(self, source: str) -> tuple[int, set[int], dict[int, str], Quota, Quota]:
+    def plan(self, source: str) -> tuple[int, set[int], dict[int, str], Quota, ClassFlips]:
         count = self.counts[source]
         k_canary = min(CANARY_PLACEMENTS[source], count)
         canary_idx = {count * (j + 1) // (k_canary + 1) for j in range(k_canary)}
@@ -154,14 +167,13 @@ class Generator:
         problems = _PROBLEMS[source]
         mal_kind = {j: problems[t % len(problems)] for t, j in enumerate(mal)}
         fraud_q = Quota(round(PREVALENCE[source] * count), count, random.Random(f"fraud:{self.seed}:{source}"))
-        labeled = count - len(mal_kind)
-        flip_q = Quota(round(self.params.flip_rate * labeled), labeled, self.flip_rng)
+        flip_q = ClassFlips(self.params.flip_rate_fraud_to_legit, self.params.flip_rate_legit_to_fraud, self.flip_rng)
         return count, canary_idx, mal_kind, fraud_q, flip_q
 
-    def label(self, source: str, key: str, fraud: bool, flip_q: Quota) -> bool:
+    def label(self, source: str, key: str, fraud: bool, flip_q: ClassFlips) -> bool:
         """Record the true/given label; return the given label (what the source file carries)."""
         st = self.stats[source]
-        flipped = flip_q.take()
+        flipped = flip_q.take(fraud)
         given = fraud != flipped
         st.labeled += 1
         st.fraud_true += fraud
@@ -575,7 +587,8 @@ class Generator:
             "prevalence": {s: per[s]["prevalence_true"] for s in SOURCES},
             "prevalence_given": {s: per[s]["prevalence_given"] for s in SOURCES},
             "flip": {
-                "rate_param": self.params.flip_rate,
+                "rate_param_fraud_to_legit": self.params.flip_rate_fraud_to_legit,
+                "rate_param_legit_to_fraud": self.params.flip_rate_legit_to_fraud,
                 "flipped": tot("flipped"),
                 "realised_rate": _ratio(tot("flipped"), labeled),
                 "legit_to_fraud": tot("flipped_legit_to_fraud"),

@@ -45,11 +45,6 @@ class FeatureSet:
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
     novelty: list[str] = field(default_factory=list)  # columns with a "new for this customer" indicator
-    char_start: int = 0  # first column of the character n-gram block (char + structured = the second view)
-
-    def char_view(self) -> sp.csr_matrix:
-        """Character n-grams + structured + novelty columns: the second model's view (no word n-grams)."""
-        return self.X[:, self.char_start:].tocsr()
 
 
 def structured_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -134,7 +129,6 @@ def build_features(
             blocks.append(vec.fit_transform(texts))
         except ValueError:  # empty vocabulary (e.g. all texts empty)
             blocks.append(sp.csr_matrix((n, 0), dtype=np.float32))
-    char_start = blocks[0].shape[1]
     text_cols = sum(b.shape[1] for b in blocks)
 
     cats, nums = structured_columns(df)
@@ -150,7 +144,7 @@ def build_features(
         blocks.append(group_novelty(df, nov))
     X = sp.hstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((n, 0))
     return FeatureSet(X=X, text_columns=text_cols, structured=cats + nums, categorical=cats, numeric=nums,
-                      novelty=nov, char_start=char_start)
+                      novelty=nov)
 
 
 def _binned(num: np.ndarray, n_bins: int = 10) -> sp.csr_matrix:

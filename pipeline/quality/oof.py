@@ -4,6 +4,7 @@ are scored by the average of the fold models (none of which saw them either). Th
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -81,10 +82,12 @@ def oof_predict(
     labelled: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     make_model: Callable[[], ClassifierMixin],
-    exclude: np.ndarray | None = None,
+    progress: str | None = None,
 ) -> OOFResult:
-    """`folds` index into the labelled rows (`labelled` is a boolean mask over all rows). `exclude` (over labelled
-    rows) removes rows from the training side only, e.g. suspected label issues in a second pass."""
+    """`folds` index into the labelled rows (`labelled` is a boolean mask over all rows). `progress`: a label for a
+    progress bar over the fold fits on stderr (tqdm; off when stderr is not a terminal)."""
+    from tqdm import tqdm
+
     lab_idx = np.flatnonzero(labelled)
     unl_idx = np.flatnonzero(~labelled)
     X_lab = X[lab_idx]
@@ -93,17 +96,13 @@ def oof_predict(
     fold_of = np.full(X.shape[0], -1, dtype=np.int64)
     unl_sum = np.zeros((len(unl_idx), 2))
     trained: list[np.ndarray] = []
-    for f, (tr, te) in enumerate(folds):
-        if exclude is not None:
-            keep = ~exclude[tr]
-            # never drop a class entirely from a fold's training data
-            if len(np.unique(y[tr][keep])) == 2:
-                tr = tr[keep]
+    bar = tqdm(folds, desc=progress, unit="fold", file=sys.stderr, disable=None if progress else True, leave=False)
+    for f, (tr, te) in enumerate(bar):
         if np.intersect1d(tr, te).size:
             raise GateError("quality: out-of-fold bookkeeping error (a row would be scored by a model fit on it)")
         model = make_model()
         with warnings.catch_warnings():
-            # SGD stops at max_iter on easy folds; the OOF probabilities are what is evaluated, not convergence
+            # L-BFGS may stop at max_iter on a hard fold; the OOF probabilities are what is evaluated
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(X_lab[tr], y[tr])
         cls = list(model.classes_)

@@ -18,39 +18,43 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import re
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from pydantic import BaseModel
+
 from pipeline.config import REPO_ROOT, Params, resolve_path
+from pipeline.contracts import (
+    LEDGER_FILE,
+    LEDGER_KEYS,
+    METRICS_FILE,
+    STAGES as CONTRACT_STAGES,
+    TIMINGS_FILE,
+    AnonymizeMetrics,
+    CompressMetrics,
+    QualityMetrics,
+    SplitMetrics,
+    TrainMetrics,
+    read_metrics,
+    validate_metrics,
+)
+from pipeline.errors import ConfigError
 from pipeline.io import read_json, sha256_file
+from pipeline.provenance import library_versions
 from pipeline.report.texts import NOT_RUN, SECTIONS
 
-SCHEMA_VERSION = "1.0"
-# params.yaml `paths` key -> the stage that writes it, in pipeline order
-STAGES: dict[str, str] = {
-    "ingested": "ingest",
-    "anonymized": "anonymize",
-    "quality": "quality",
-    "splits": "split",
-    "lora": "train",
-    "compressed": "compress",
-}
-RESTRICTED = frozenset({"ingested"})  # only ledger.json / metrics.json of these folders are read
-RESTRICTED_READABLE = ("ledger.json", "metrics.json")
+SCHEMA_VERSION = "1.1"
+# params.yaml `paths` key -> the stage that writes it, in pipeline order (from the one table in pipeline.contracts)
+STAGES: dict[str, str] = {s.folder: s.name for s in CONTRACT_STAGES if s.name != "report"}
+METRICS_MODELS = {s.folder: s.metrics for s in CONTRACT_STAGES}
+LEDGER_MODELS = {s.folder: s.ledger for s in CONTRACT_STAGES}
+RESTRICTED = frozenset(s.folder for s in CONTRACT_STAGES if s.restricted)  # only their counts files are read
+RESTRICTED_READABLE = (LEDGER_FILE, METRICS_FILE, TIMINGS_FILE)
 SPLIT_NAMES = ("train", "validation", "test")
-LEDGER_KEYS = ("read", "accepted", "quarantined", "duplicates", "dropped")
-LIBRARIES = (
-    "fraudslm", "presidio-analyzer", "presidio-anonymizer", "spacy", "cleanlab", "scikit-learn", "pandas",
-    "pyarrow", "datasets", "transformers", "peft", "torch", "onnxruntime", "dvc", "prefect", "jinja2",
-    "matplotlib", "cryptography",
-)
 _SAFE_STR = re.compile(r"^[A-Za-z0-9_.:/+\- ]{0,64}$")
 MAX_STAGE_METRICS = 80
 
@@ -103,21 +107,6 @@ def numeric_leaves(obj: Any, prefix: str = "", out: Optional[dict] = None, limit
     return out
 
 
-def pick(d: Any, *paths: str, default: Any = None) -> Any:
-    """First value found at one of the dotted `paths` of a nested dict."""
-    for path in paths:
-        cur = d
-        for part in path.split("."):
-            if isinstance(cur, dict) and part in cur:
-                cur = cur[part]
-            else:
-                cur = None
-                break
-        if cur is not None:
-            return cur
-    return default
-
-
 def count_dict(d: Any) -> Optional[dict[str, int]]:
     """{str: int} with keys sorted, or None when `d` is not such a mapping."""
     if not isinstance(d, dict) or not d:
@@ -154,26 +143,11 @@ def utc_now() -> str:
 
 
 def git_version(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """{"git_sha", "dirty"}; nulls outside a git checkout."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
-        if sha.returncode != 0:
-            return {"git_sha": None, "dirty": None}
-        st = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=60)
-        dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
-        return {"git_sha": sha.stdout.strip(), "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"git_sha": None, "dirty": None}
+    """{"git_sha", "dirty"}; nulls outside a git checkout (pipeline.provenance.git_info)."""
+    from pipeline.provenance import git_info
 
-
-def library_versions() -> dict[str, Optional[str]]:
-    out: dict[str, Optional[str]] = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    g = git_info(root)
+    return {"git_sha": g["git_sha"], "dirty": g["git_dirty"]}
 
 
 # ------------------------------------------------------------------------------------------- stage folders
@@ -185,7 +159,8 @@ class StageDir:
     stage: str
     path: Path
     ledger: Optional[dict] = None
-    metrics: Optional[dict] = None
+    metrics: Optional[dict] = None  # the validated contract model, dumped (defaults filled in)
+    model: Optional[BaseModel] = None  # the stage's metrics through its contract (pipeline.contracts)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -250,11 +225,24 @@ class StageDir:
 
 
 def load_stages(params: Params) -> dict[str, StageDir]:
+    """Every stage folder, its ledger and metrics read through the stage's contract model; a file that breaks its
+    contract is a note (the report is most useful when a run went wrong), never a guess at other spellings."""
     out = {}
     for key, stage in STAGES.items():
         sd = StageDir(key, stage, resolve_path(getattr(params.paths, key)))
-        sd.ledger = sd.json("ledger.json")
-        sd.metrics = sd.json("metrics.json")
+        led = sd.json(LEDGER_FILE)
+        if led is not None:
+            try:
+                sd.ledger = validate_metrics(LEDGER_MODELS[key], led, display_path(sd.path / LEDGER_FILE)) \
+                    .model_dump(mode="json")
+            except ConfigError as exc:
+                sd.notes.append(f"{exc}; ignored")
+        if sd.json(METRICS_FILE) is not None:  # a file that is not JSON is a note from sd.json
+            try:
+                sd.model = read_metrics(sd.path, METRICS_MODELS[key])
+                sd.metrics = sd.model.model_dump(mode="json")
+            except (ConfigError, OSError, ValueError) as exc:
+                sd.notes.append(f"{str(exc).replace(str(sd.path), display_path(sd.path))}; ignored")
         out[key] = sd
     return out
 
@@ -297,7 +285,7 @@ def describe_artifacts(stages: dict[str, StageDir]) -> list[dict[str, Any]]:
         if not sd.path.is_dir():
             continue
         for child in sorted(sd.path.iterdir(), key=lambda x: x.name):
-            if child.name.startswith("."):
+            if child.name.startswith(".") or child.name == TIMINGS_FILE:  # volatile: not a data version
                 continue
             entry: dict[str, Any] = {"stage": sd.stage, "path": display_path(child)}
             if sd.restricted and child.name not in RESTRICTED_READABLE:
@@ -340,8 +328,14 @@ class Checks:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def add(self, section: str, cid: str, passed: Optional[bool], detail: str, severity: str = "error") -> bool:
-        self.items.append({"id": cid, "section": section, "passed": passed, "severity": severity, "detail": detail})
+    def add(self, section: str, cid: str, passed: Optional[bool], detail: str, severity: str = "error",
+            figure: Any = None, target: Optional[str] = None) -> bool:
+        """A check; `figure` (the measured value) and `target` (the declared target, e.g. ">= 0.95") make a target
+        check: a missed target is a WARN (severity warning) or FAIL (error), never hidden."""
+        item = {"id": cid, "section": section, "passed": passed, "severity": severity, "detail": detail}
+        if figure is not None or target is not None:
+            item.update(figure=clean_number(figure) if not isinstance(figure, str) else figure, target=target)
+        self.items.append(item)
         return bool(passed)
 
     def status(self, section: str, ran: bool = True) -> str:
@@ -454,12 +448,64 @@ def _entity_counts(anon: StageDir) -> dict[str, Any]:
             "operators_by_type": {t: dict(sorted(c.items())) for t, c in sorted(applied.items())},
             "computed_from": "entities.parquet",
         }
-    m = anon.metrics or {}
-    by_type = count_dict(pick(m, "entities_by_type", "entities.by_type", "entity_counts", "entities"))
-    raw_src = pick(m, "entities_by_source", "entities.by_source")
-    by_source = {str(s): count_dict(v) or {} for s, v in sorted(raw_src.items())} if isinstance(raw_src, dict) else {}
-    return {"by_type": by_type or {}, "by_source": by_source, "by_field": count_dict(pick(m, "entities.by_field")) or {},
-            "operators_by_type": {}, "computed_from": "metrics.json" if by_type else "none"}
+    m: Optional[AnonymizeMetrics] = anon.model  # type: ignore[assignment]
+    by_type = count_dict(m.entities.by_type) if m else None
+    by_source = {str(s): count_dict(v) or {} for s, v in sorted(m.entities.by_source.items())} if m else {}
+    return {"by_type": by_type or {}, "by_source": by_source, "by_field": (count_dict(m.entities.by_field) if m else None)
+            or {}, "operators_by_type": {}, "computed_from": "metrics.json" if by_type else "none"}
+
+
+def _per_1000(recall: Optional[float]) -> Optional[int]:
+    return None if recall is None else int(round((1 - recall) * 1000))
+
+
+def _residual_risk(am: Optional[AnonymizeMetrics], params: Params, checks: Checks) -> Optional[dict[str, Any]]:
+    """The anonymize stage's measured residual risk (per entity type recall with its 95% lower bound on the shipped
+    evaluation set, expected leaks, which types the gate can see, re-identification k), checked against the declared
+    targets (`anonymize.recall_targets`, `anonymize.k_target`): a lower bound under its target is a warning."""
+    if am is None or (am.residual_risk is None and am.reidentification is None):
+        return None
+    rr, reid = am.residual_risk, am.reidentification
+    targets = dict(getattr(params.anonymize, "recall_targets", None) or {})
+    per_type = {}
+    for t, r in sorted(rr.per_type.items()) if rr else ():
+        target = r.target if r.target is not None else targets.get(t)
+        per_type[t] = {"recall": clean_number(r.recall), "ci_low": clean_number(r.ci_low), "n": r.n,
+                       "target": target, "gate_sees": r.gate_sees,
+                       # plain words: of every 1,000 values of this type, about N may remain (at the lower bound)
+                       "may_remain_per_1000": _per_1000(r.ci_low), "may_remain_per_1000_at_recall": _per_1000(r.recall)}
+    out: dict[str, Any] = {
+        "per_type": per_type,
+        "expected_leaks_per_10k_records": clean_number(rr.expected_leaks_per_10k_records) if rr else None,
+        "expected_leaks_per_10k_records_at_ci_low": clean_number(rr.expected_leaks_per_10k_records_at_ci_low)
+        if rr else None,
+        "gate_visible_types": list(rr.gate_visible_types) if rr else [],
+        "gate_invisible_types": list(rr.gate_invisible_types) if rr else [],
+        "eval_set": dict(rr.eval_set) if rr else {},
+        "this_run_ground_truth": rr.this_run_ground_truth if rr else None,
+        "reidentification": {"min_k": reid.min_k, "share_below_k": clean_number(reid.share_below_k),
+                             "k_target": reid.k_target, "unit": reid.unit,
+                             "quasi_identifiers": list(reid.quasi_identifiers),
+                             "driving_columns": list(reid.driving_columns), "policy": dict(reid.policy)}
+        if reid else None,
+    }
+    for t, r in per_type.items():
+        target = r["target"]
+        if not isinstance(target, (int, float)) or isinstance(target, bool) or r["ci_low"] is None:
+            continue
+        checks.add("pii", f"pii.recall_target_{t.lower()}", r["ci_low"] >= target,
+                   f"{t}: recall lower bound {r['ci_low']} (n={r['n']}) against the target {target}; of every 1,000 "
+                   f"such values about {r['may_remain_per_1000_at_recall']} may remain (at most about "
+                   f"{r['may_remain_per_1000']} at the 95% bound)"
+                   + ("" if r["gate_sees"] else " and the leakage gate cannot see this type"),
+                   severity="warning", figure=r["ci_low"], target=f">= {target}")
+    if reid is not None and reid.share_below_k is not None and reid.k_target:
+        checks.add("pii", "pii.reidentification_k", reid.share_below_k == 0,
+                   f"{clean_number(reid.share_below_k * 100)}% of records share their quasi-identifiers with fewer "
+                   f"than {reid.k_target} people (smallest group {reid.min_k})"
+                   + (f"; driven by {', '.join(reid.driving_columns)}" if reid.driving_columns else ""),
+                   severity="warning", figure=clean_number(reid.share_below_k), target="0 below k")
+    return out
 
 
 def pii_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
@@ -475,12 +521,13 @@ def pii_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> 
     entities = _entity_counts(anon)
     by_type, computed_from = entities["by_type"], entities["computed_from"]
     entities["total"] = sum(by_type.values()) if by_type else None
+    am: Optional[AnonymizeMetrics] = anon.model  # type: ignore[assignment]
     m = anon.metrics or {}
     # cross-check the recount with what the stage reported
-    reported = count_dict(pick(m, "entities_by_type", "entities.by_type", "entity_counts"))
+    reported = count_dict(am.entities.by_type) if am else None
     if computed_from == "entities.parquet" and reported is not None:
-        rep_src = pick(m, "entities_by_source", "entities.by_source")
-        same = reported == by_type and (not isinstance(rep_src, dict) or not entities["by_source"]
+        rep_src = am.entities.by_source
+        same = reported == by_type and (not rep_src or not entities["by_source"]
                                         or {str(k): count_dict(v) or {} for k, v in rep_src.items()}
                                         == entities["by_source"])
         checks.add("pii", "pii.entity_counts_match_metrics", same,
@@ -518,7 +565,7 @@ def pii_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> 
         if gate["canaries_checked"] == 0:
             checks.add("pii", "pii.canaries_checked", False,
                        "the gate checked no canaries (no ground truth given to anonymize)", severity="warning")
-    fp = pick(m, "key_fingerprint", "pseudonym_key_fingerprint", "pseudonym.key_fingerprint")
+    fp = am.key_fingerprint if am else None
     fp = fp if isinstance(fp, str) and re.fullmatch(r"[0-9a-f]{8,64}", fp) else None
     env_match = None
     if fp:
@@ -529,8 +576,11 @@ def pii_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> 
             env_match = (key_fingerprint(raw.encode("utf-8")) == fp) if raw else None
         except Exception:  # noqa: BLE001 - pseudonym module unavailable: nothing to compare
             env_match = None
+    risk = _residual_risk(am, params, checks)
     return _section("pii", checks.status("pii"), policy=policy, operators_applied=applied, entities=entities,
                     gate=gate, key_fingerprint=fp, key_matches_environment=env_match,
+                    records_in=am.records_in if am else None, records_out=am.records_out if am else None,
+                    quarantined=am.quarantined if am else None, residual_risk=risk,
                     sources=_ledger_sources(anon.ledger), stage_metrics=numeric_leaves(m), notes=anon.notes)
 
 
@@ -573,85 +623,56 @@ def _queue_examples(q: StageDir, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _learner_text(qp) -> str:
-    """How the fold models are fitted, from the configuration."""
-    if qp.learner != "lbfgs":
-        return f"SGD, L2 penalty {qp.alpha:g} per row"
-    if qp.lbfgs_c == "auto":
-        return f"L-BFGS, C = max(1, 1 / ({qp.alpha:g} x rows per fold model))"
-    return f"L-BFGS, C = {qp.lbfgs_c:g}"
-
-
-def _embedding_text(qp, labelled) -> str:
-    """The sentence-embedding view, from the configuration and the labelled count (whether `auto` switched it on)."""
-    from pipeline.quality.stage import embedding_view_on
-
-    if qp.embedding_view == "off":
-        return ""
-    n = labelled if isinstance(labelled, int) and not isinstance(labelled, bool) else None
-    enc = "all-MiniLM-L6-v2 (bundled)" if qp.embedding_model == "bundled" else "the configured encoder"
-    text = (f"; then weighted mean ({1 - qp.embedding_view_weight:.3g} / {qp.embedding_view_weight:.3g}) with a "
-            f"logistic regression on sentence embeddings from {enc}")
-    if qp.embedding_view == "auto":
-        ran = "used" if n is not None and embedding_view_on(qp, n) else "not used" if n is not None else "unknown"
-        text += f" (auto: used up to {qp.small_data_max_rows:,} labelled records; {ran} here)"
-    return text
-
-
 def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
     q, anon = stages["quality"], stages["anonymized"]
     qp = params.quality
     policy = {"policy": qp.policy, "k_folds": qp.k_folds, "relabel_threshold": qp.relabel_threshold,
-              "shortcut_auc_warn": qp.shortcut_auc_warn}
+              "shortcut_margin": qp.shortcut_margin, "shortcut_rate_gap": qp.shortcut_rate_gap}
     before = _label_balance(anon.parquet_columns("records.parquet", ["source", "label"]))
     if not q.ran:
         return _section("quality", "not_run", note=_not_run(q), notes=q.notes, policy=policy,
                         class_balance={"before": before, "after": {}}, label_issues=None, decisions={},
                         reviewer_queue=None, shortcut=None, examples=[])
     m = q.metrics or {}
-    vetoed = pick(m, "label_issues.posterior_vetoed")
+    qm: Optional[QualityMetrics] = q.model  # type: ignore[assignment]
     # described from the configuration (never from metrics strings, which the report does not echo)
+    c_text = f"{qp.c:g}"
     policy["method"] = (
-        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities of a "
-        f"logistic regression ({_learner_text(qp)}), "
-        + (f"up to 4 rounds (2 above {qp.small_data_max_rows:,} labelled records)" if qp.passes == "auto"
-           else f"up to {qp.passes} round(s)")
-        + ", stopping when the flags no longer change" + ("; customer novelty features" if qp.group_novelty else "")
-        + (f"; weighted mean ({1 - qp.second_view_weight:g} / {qp.second_view_weight:g}) with a character n-gram "
-           "logistic regression" if qp.second_view != "none" else "")
-        + _embedding_text(qp, pick(m, "labelled"))
-        + (f"; noise-posterior check ({qp.posterior_check})" if qp.posterior_check != "none" else "")
-        + (f"; noise-posterior flag ({qp.posterior_flag})" if qp.posterior_flag != "none" else "")
+        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities of an L-BFGS "
+        f"logistic regression (C = {c_text}) on word + character TF-IDF and structured columns, folds keeping "
+        f"{'near-duplicates' if qp.fold_groups == 'duplicates' else 'customers and near-duplicates'} together"
     )
-    policy["posterior_vetoed"] = vetoed if isinstance(vetoed, int) and not isinstance(vetoed, bool) else None
+    policy["posterior_vetoed"] = None  # the stage withdraws no flag (issue 22)
     after = _label_balance(q.parquet_columns("records.parquet", ["source", "label"]))
-    issues = pick(m, "label_issues.found", "label_issues.n", "label_issues", "n_label_issues", "issues.label")
-    issues = int(issues) if isinstance(issues, (int, float)) and not isinstance(issues, bool) else None
-    decisions = count_dict(pick(m, "decisions", "label_issues.decisions", "decision_counts"))
+    issues = qm.label_issues.count if qm else None
+    decisions = count_dict(qm.decisions) if qm else None
     if decisions is None:
         sc = q.parquet_columns("scores.parquet", ["decision"])
         if sc is not None:
             decisions = dict(sorted(Counter(str(d) for d in sc["decision"]).items()))
     queue = q.parquet_rows("review_queue.parquet")
-    queue_reported = pick(m, "review_queue", "reviewer_queue", "review_queue_size", "queue_size")
-    if isinstance(queue_reported, dict):
-        queue_reported = pick(queue_reported, "size", "n")
+    queue_reported = qm.review_queue if qm else None
     if queue is None and isinstance(queue_reported, int):
         queue = queue_reported
     elif queue is not None and isinstance(queue_reported, int) and not isinstance(queue_reported, bool):
         checks.add("quality", "quality.review_queue_matches_metrics", queue == queue_reported,
                    "reviewer queue rows in review_queue.parquet equal the stage's reported queue size")
-    auc = pick(m, "shortcut.auc", "shortcut_auc", "shortcut.roc_auc")
-    auc = clean_number(auc) if isinstance(auc, (int, float)) and not isinstance(auc, bool) else None
+    auc = clean_number(qm.shortcut.auc) if qm else None
     shortcut = None
     if auc is not None:
-        warn = auc >= qp.shortcut_auc_warn
-        shortcut = {"auc": auc, "warn_at": qp.shortcut_auc_warn, "warning": warn,
-                    "features": [f for f in (pick(m, "shortcut.features") or []) if safe_scalar(f)[0]][:20]
-                    if isinstance(pick(m, "shortcut.features"), list) else []}
+        # the stage decides (issue 22): warning only when anonymization features alone nearly match the text model
+        # or one placeholder's class rates differ by more than shortcut_rate_gap; a true signal is `info`
+        auc_text = clean_number(getattr(qm.shortcut, "auc_text", None))
+        warn_at = round(auc_text - qp.shortcut_margin, 4) if isinstance(auc_text, (int, float)) else None
+        warn = bool(qm.shortcut.warning)
+        shortcut = {"auc": auc, "warn_at": warn_at, "warning": warn, "auc_text": auc_text,
+                    "status": qm.shortcut.status if safe_scalar(qm.shortcut.status)[0] else None,
+                    "driver": qm.shortcut.driver if safe_scalar(qm.shortcut.driver)[0] else None,
+                    "features": [f for f in (getattr(qm.shortcut, "features", None) or []) if safe_scalar(f)[0]][:20]}
         checks.add("quality", "quality.no_shortcut", not warn,
-                   f"metadata-only model AUC {auc} is below the warning level {qp.shortcut_auc_warn}",
-                   severity="warning")
+                   f"anonymization-features-only model AUC {auc} stays below the text model's AUC {auc_text} minus "
+                   f"{qp.shortcut_margin}, and no placeholder's class rates differ by more than "
+                   f"{qp.shortcut_rate_gap}", severity="warning", figure=auc, target=f"< {warn_at}")
     if before and after:
         n_before = sum(v["n"] for v in before.values())
         n_after = sum(v["n"] for v in after.values())
@@ -662,6 +683,8 @@ def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks)
                    f"records before quality ({n_before}) = after ({n_after}) + dropped ({dropped})"
                    f" + quarantined ({quarantined})")
     return _section("quality", checks.status("quality"), policy=policy, label_issues=issues,
+                    label_issue_rate=clean_number(qm.label_issues.rate) if qm else None,
+                    records=qm.records if qm else None, kept=qm.kept if qm else None,
                     decisions=decisions or {}, reviewer_queue=queue, shortcut=shortcut,
                     class_balance={"before": before, "after": after}, sources=_ledger_sources(q.ledger),
                     examples=_queue_examples(q, params.report.queue_examples),
@@ -686,9 +709,9 @@ def splits_section(stages: dict[str, StageDir], params: Params, checks: Checks, 
         return _section("splits", "not_run", note=_not_run(sp), notes=sp.notes, policy=policy, splits={},
                         group_overlap=None, class_balance={})
     m = sp.metrics or {}
-    applied = pick(m, "rebalance")
-    if isinstance(applied, dict) and isinstance(applied.get("method"), str):
-        policy["rebalance_applied"] = applied["method"]
+    sm: Optional[SplitMetrics] = sp.model  # type: ignore[assignment]
+    if sm is not None and sm.rebalance.method:
+        policy["rebalance_applied"] = sm.rebalance.method
     splits: dict[str, dict[str, Any]] = {}
     groups: dict[str, set] = {}
     for name, df in frames.items():
@@ -715,41 +738,47 @@ def splits_section(stages: dict[str, StageDir], params: Params, checks: Checks, 
             checks.add("splits", f"splits.{name}_has_both_classes", False,
                        f"{name} has {s['fraud']} fraud / {s['legit']} legitimate records "
                        f"(minimum minority {spp.min_minority_per_split})", severity="warning")
-    # rebalancing: before/after counts per split, as the stage reported them (train changes, the others must not)
+    # rebalancing, as the split stage reported it: train rows and minority/majority ratio before and after
+    # (validation and test are never rebalanced: their counts are the stage's own)
     class_balance: dict[str, dict[str, Any]] = {}
-    raw = pick(m, "class_balance", "balance", "rebalance")
-    if isinstance(raw, dict):
+    rebalance = None
+    if sm is not None:
+        rb = sm.rebalance
+        rebalance = {"configured": rb.configured, "method": rb.method, "minority_label": rb.minority_label,
+                     "target_ratio": clean_number(rb.target_ratio), "rows_before": rb.rows_before,
+                     "rows_after": rb.rows_after, "ratio_before": clean_number(rb.ratio_before),
+                     "ratio_after": clean_number(rb.ratio_after),
+                     "train_flagged_dropped": rb.train_flagged.get("dropped")}
         for name in SPLIT_NAMES:
-            entry = raw.get(name)
-            if isinstance(entry, dict):
-                cb = {}
-                for phase in ("before", "after"):
-                    v = entry.get(phase)
-                    if isinstance(v, dict):
-                        fr = pick(v, "fraud", "1", "positive")
-                        lg = pick(v, "legit", "0", "negative")
-                        if isinstance(fr, int) and isinstance(lg, int):
-                            cb[phase] = {"fraud": fr, "legit": lg, "prevalence": prevalence(fr, lg)}
-                if cb:
-                    class_balance[name] = cb
-    if not class_balance and "train" in splits:
-        class_balance["train"] = {"after": {"fraud": splits["train"]["fraud"], "legit": splits["train"]["legit"],
-                                            "prevalence": splits["train"]["prevalence"]}}
-    # sizes: recount against the split ledger's accepted totals
+            c = sm.counts.get(name)
+            if not c:
+                continue
+            after = {"rows": sm.sizes.get(name), "fraud": c.get("fraud"), "legit": c.get("legit"),
+                     "prevalence": clean_number(sm.prevalence.get(name))}
+            if c.get("fraud") is not None and c.get("legit"):
+                after["ratio"] = clean_number(min(c["fraud"], c["legit"]) / max(c["fraud"], c["legit"]))
+            before = dict(after)
+            if name == "train" and rb.rows_before is not None:
+                r = rb.ratio_before
+                minority_fraud = (rb.minority_label or "fraud") == "fraud"
+                before = {"rows": rb.rows_before, "ratio": clean_number(r),
+                          "prevalence": clean_number((r if minority_fraud else 1.0) / (1.0 + r)) if r is not None
+                          else None}
+            class_balance[name] = {"before": before, "after": after}
+    # sizes: the stage's reported sizes against the recount from the split files and the ledger
+    if sm is not None and splits:
+        mine = {n: s["n"] for n, s in splits.items()}
+        checks.add("splits", "splits.sizes_match_metrics", all(sm.sizes.get(n) == v for n, v in mine.items()),
+                   "split sizes recounted from the split files equal the split stage's metrics")
     if sp.ledger and splits:
         acc = _totals(_ledger_sources(sp.ledger))["accepted"]
-        ext = pick(sp.ledger, "splits", "sizes")
-        if isinstance(ext, dict) and count_dict(ext):
-            rep = count_dict(ext)
-            mine = {n: s["n"] for n, s in splits.items()}
-            checks.add("splits", "splits.sizes_match_ledger", all(rep.get(n) == v for n, v in mine.items()),
-                       "split sizes recounted from the split files equal the split ledger")
-        elif policy.get("rebalance_applied", spp.rebalance) in ("none", "class_weight"):
+        if policy.get("rebalance_applied", spp.rebalance) in ("none", "class_weight"):
             checks.add("splits", "splits.sizes_match_ledger", acc == sum(s["n"] for s in splits.values()),
                        f"records in the split files ({sum(s['n'] for s in splits.values())}) equal the split "
                        f"ledger's accepted total ({acc})")
     return _section("splits", checks.status("splits"), policy=policy, splits=splits, group_overlap=overlap,
-                    class_balance=class_balance, sources=_ledger_sources(sp.ledger),
+                    class_balance=class_balance, rebalance=rebalance, sources=_ledger_sources(sp.ledger),
+                    sizes=dict(sm.sizes) if sm else None,
                     stage_metrics=numeric_leaves(m), notes=sp.notes)
 
 
@@ -765,32 +794,24 @@ def split_source_counts(frames: dict[str, Any]) -> dict[str, dict[str, int]]:
     return out
 
 
-_VARIANT_KEYS = ("name", "variant", "method")
-_METRIC_PREFS = ("pr_auc", "roc_auc", "f1", "precision", "recall", "accuracy", "loss", "threshold")
+_METRIC_PREFS = ("pr_auc", "roc_auc", "f1", "precision", "recall", "recall_at_1pct_fpr", "threshold")
 
 
-def _variants(m: dict) -> list[dict[str, Any]]:
-    raw = pick(m, "variants", "table", "compression_table", "results")
+def _variants(cm: CompressMetrics) -> list[dict[str, Any]]:
+    """The compress stage's variant table: every number / short identifier of each variant."""
     rows = []
-    if isinstance(raw, dict):
-        raw = [{"name": k, **v} for k, v in raw.items() if isinstance(v, dict)]
-    if not isinstance(raw, list):
-        return rows
-    for v in raw:
-        if not isinstance(v, dict):
+    for v in cm.variants[:30]:
+        if not safe_scalar(v.name)[0]:
             continue
-        name = next((v[k] for k in _VARIANT_KEYS if isinstance(v.get(k), str)), None)
-        if name is None or not safe_scalar(name)[0]:
-            continue
-        row: dict[str, Any] = {"name": name}
-        for k, val in sorted(v.items()):
-            if k in _VARIANT_KEYS:
+        row: dict[str, Any] = {"name": v.name}
+        for k, val in sorted(v.model_dump(mode="json").items()):
+            if k == "name":
                 continue
             keep, val = safe_scalar(val)
-            if keep:
+            if keep and val is not None:
                 row[k] = val
         rows.append(row)
-    return rows[:30]
+    return rows
 
 
 def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
@@ -805,10 +826,9 @@ def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -
         return _section("model", "not_run", note=_not_run(lora), notes=lora.notes + comp.notes, config=config,
                         training_data=None, metrics={}, compression=None)
     m = lora.metrics or {}
-    recorded = pick(m, "data_sha256", "train_data_sha256", "data_version", "splits_sha256", "dataset_sha256",
-                    "data.sha256")
-    if recorded is None:  # the train stage keeps its provenance in training_args.json
-        recorded = pick(lora.json("training_args.json") or {}, "data_version.dataset_sha256", "data_version")
+    tm: Optional[TrainMetrics] = lora.model  # type: ignore[assignment]
+    # the train stage records the data it saw in training_args.json: data_version.dataset_sha256
+    recorded = ((lora.json("training_args.json") or {}).get("data_version") or {}).get("dataset_sha256")
     recorded = recorded if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{16,64}", recorded) else None
     current = sha256_tree(sp.path / "dataset") if (sp.path / "dataset").is_dir() else None
     training = {"recorded_sha256": recorded, "current_splits_sha256": current,
@@ -817,38 +837,44 @@ def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -
         checks.add("model", "model.trained_on_current_splits", training["matches"],
                    "the data hash recorded by training equals the current splits/dataset hash")
     metrics: dict[str, Any] = {}
-    for scope in ("test", "validation", "eval", ""):
-        if not scope and metrics:  # top-level keys only when the stage has no per-split blocks
-            break
-        sub = m.get(scope) if scope else m
-        if isinstance(sub, dict):
+    if tm is not None:
+        for scope in ("test", "validation"):
+            ev = getattr(tm, scope).model_dump()
             for k in _METRIC_PREFS:
-                for cand in (k, f"eval_{k}", f"test_{k}"):
-                    v = sub.get(cand)
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        metrics.setdefault(f"{scope or 'overall'}.{k}", clean_number(v))
+                if isinstance(ev.get(k), (int, float)):
+                    metrics[f"{scope}.{k}"] = clean_number(ev[k])
     compression = None
-    if comp.ran:
-        cm = comp.metrics or {}
+    cm: Optional[CompressMetrics] = comp.model  # type: ignore[assignment]
+    if cm is not None:
         rows = _variants(cm)
-        chosen = pick(cm, "chosen", "chosen.name", "selected", "chosen_variant")
-        if isinstance(chosen, dict):
-            chosen = next((chosen[k] for k in _VARIANT_KEYS if isinstance(chosen.get(k), str)), None)
-        chosen = chosen if isinstance(chosen, str) and safe_scalar(chosen)[0] else None
-        reference = pick(cm, "reference")
-        reference = reference if isinstance(reference, str) and safe_scalar(reference)[0] else None
+        chosen = cm.chosen if safe_scalar(cm.chosen)[0] else None
+        reference = cm.reference if cm.reference and safe_scalar(cm.reference)[0] else None
+        rule = cm.chosen_rule
+        ch = cm.variant(cm.chosen)
         compression = {"variants": rows, "chosen": chosen, "reference": reference,
-                       "pr_auc_budget": params.compress.pr_auc_budget}
-        if chosen and rows:
-            base = next((r for ref in (reference, "fp32", "full", "merged", "lora") for r in rows if r["name"] == ref),
-                        rows[0])
-            ch = next((r for r in rows if r["name"] == chosen), None)
-            if ch and isinstance(ch.get("pr_auc"), (int, float)) and isinstance(base.get("pr_auc"), (int, float)):
-                drop = clean_number(base["pr_auc"] - ch["pr_auc"])
-                compression["pr_auc_drop"] = drop
-                checks.add("model", "model.chosen_within_budget", drop <= params.compress.pr_auc_budget + 1e-9,
-                           f"chosen artifact {chosen!s} loses {drop} PR-AUC against {base['name']} "
-                           f"(budget {params.compress.pr_auc_budget})")
+                       "pr_auc_budget": cm.pr_auc_budget if cm.pr_auc_budget is not None
+                       else params.compress.pr_auc_budget,
+                       "chosen_pr_auc": clean_number(ch.pr_auc) if ch else None,
+                       "chosen_size_mb": clean_number(ch.size_mb) if ch else None,
+                       "baseline": cm.baseline, "baseline_pr_auc": clean_number(rule.baseline_pr_auc),
+                       "floor_met": rule.floor_met, "budget_only_choice": rule.budget_only_choice}
+        ref = cm.variant(cm.reference)
+        if ch and ref and ch.pr_auc is not None and ref.pr_auc is not None:
+            drop = clean_number(ref.pr_auc - ch.pr_auc)
+            compression["pr_auc_drop"] = drop
+            budget = compression["pr_auc_budget"]
+            checks.add("model", "model.chosen_within_budget", drop <= budget + 1e-9,
+                       f"chosen artifact {chosen!s} loses {drop} PR-AUC against {ref.name} (budget {budget})",
+                       figure=drop, target=f"<= {budget}")
+        if rule.floor_met is not None:
+            # declared target: the shipped model must reach the baseline's PR-AUC (compress.baseline_floor)
+            checks.add("model", "model.beats_baseline", rule.floor_met,
+                       f"the chosen artifact {chosen!s} (PR-AUC {compression['chosen_pr_auc']}) reaches the "
+                       f"{cm.baseline or 'baseline'} PR-AUC {compression['baseline_pr_auc']}"
+                       + ("" if rule.floor_met else ": no variant within the budget does; the baseline beats the "
+                          "shipped model"),
+                       severity="warning", figure=compression["chosen_pr_auc"],
+                       target=f">= {compression['baseline_pr_auc']} (baseline)")
     return _section("model", checks.status("model"), config=config, training_data=training, metrics=metrics,
                     compression=compression, model_card=lora.file("model_card.md") is not None,
                     stage_metrics={**{f"train.{k}": v for k, v in numeric_leaves(m).items()},
@@ -888,6 +914,30 @@ def comparables(report: dict) -> dict[str, Any]:
     return out
 
 
+def params_changes(previous: Any, current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameters that differ between two resolved params documents: [{key (dotted), previous, current}]
+    (lists and dicts compared as a whole leaf when they are not plain mappings)."""
+    if not isinstance(previous, dict):
+        return []
+
+    def leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if isinstance(d, dict) and (d or not prefix):
+            for k, v in d.items():
+                out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        else:
+            out[prefix] = d
+        return out
+
+    a, b = leaves(previous), leaves(current)
+
+    def show(v: Any) -> Any:
+        return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+
+    return [{"key": k, "previous": show(a.get(k)), "current": show(b.get(k))}
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def changes_section(current: dict, previous: Optional[dict], previous_note: Optional[str]) -> dict:
     if previous is not None:
         try:
@@ -920,6 +970,7 @@ def changes_section(current: dict, previous: Optional[dict], previous_note: Opti
             "git_sha": pcode.get("git_sha") if isinstance(pcode.get("git_sha"), str) else None,
             "params_hash": prun.get("params_hash") if isinstance(prun.get("params_hash"), str) else None}
     info["params_changed"] = info["params_hash"] != current["run"]["params_hash"]
+    info["params_changed_keys"] = params_changes(prun.get("params"), current["run"]["params"])
     info["code_changed"] = info["git_sha"] != current["run"]["code_version"]["git_sha"]
     return _section("changes", "ok", previous=info, rows=rows, unchanged=unchanged, files_changed=files_changed)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipeline.config import Params
+from pipeline.contracts import HEADLINE_FILE, ReportLedger, ReportMetrics, validate_metrics
 from pipeline.errors import GateError
 from pipeline.io import atomic_dir, to_jsonable, write_bytes, write_text
 from pipeline.ledger import Ledger
@@ -28,7 +29,8 @@ from pipeline.report.scan import scan_for_pii
 HISTORY = "history"
 PREVIOUS = f"{HISTORY}/previous.json"  # the report this one was compared with
 LATEST = f"{HISTORY}/latest.json"  # a copy of this report: found by the next run even when DVC removed report.json
-MANAGED = frozenset({"report.json", "report.html", MANIFEST, SIGNATURE, "ledger.json", "metrics.json", HISTORY})
+MANAGED = frozenset({"report.json", "report.html", MANIFEST, SIGNATURE, "ledger.json", "metrics.json", HEADLINE_FILE,
+                     HISTORY})
 
 
 def _json_text(obj: Any) -> str:
@@ -87,8 +89,12 @@ def run_report(out: str | Path, params: Params) -> dict[str, Any]:
         "pii_scan": {"passed": True, "files_scanned": len(own) + 1 + (previous_bytes is not None),
                      "method": "leakage gate patterns over every published file"},
     }
-    texts = {"report.json": report_text, "report.html": html, "ledger.json": _json_text(ledger.to_dict()),
-             "metrics.json": _json_text(metrics), LATEST: report_text}
+    contract = ReportMetrics.model_validate(metrics)  # the report's own metrics go through its contract too
+    own.append(HEADLINE_FILE)
+    texts = {"report.json": report_text, "report.html": html,
+             "ledger.json": _json_text(validate_metrics(ReportLedger, ledger.to_dict()).model_dump(mode="json",
+                                                                                                  exclude_unset=True)),
+             "metrics.json": _json_text(metrics), HEADLINE_FILE: _json_text(contract.headline()), LATEST: report_text}
     if previous_bytes is not None:
         texts[PREVIOUS] = previous_bytes.decode("utf-8")
         own.append(PREVIOUS)

@@ -7,7 +7,6 @@ the value (quarantine keeps the raw row; details also travel to logs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import string
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.sources.base import RawRow
+from pipeline.ids import record_id  # noqa: F401 - the one formula; re-exported for callers of this module
 from pipeline.sources.spec import DedupFields, ResolvedSource, norm_label
 
 DEDUP_KEY = "_dedup_key"
@@ -29,10 +29,6 @@ _LEAD = re.compile(r"^[\s:;,|/-]+")
 _OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}:?\d{2})\s*$")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
-
-
-def record_id(source: str, key: str) -> str:
-    return hashlib.sha256(f"{source}\x1f{key}".encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
 
 
 def to_str(v: Any) -> Optional[str]:

@@ -117,7 +117,7 @@ class CsvReader(Reader):
             )
             header = list(o.columns or [])
             if o.header:
-                head = yield from self._header(reader, feeder)
+                head = yield from self._header(reader, feeder, lr)
                 if head is None:
                     return
                 if not o.columns:
@@ -130,7 +130,10 @@ class CsvReader(Reader):
                 self.notes.append("repeated header names: the first column of each name is used")
             missing = sorted(f for f in ctx.needed if f not in index)
             if missing:
-                raise ConfigError(f"{self._where()}: header lacks field(s) {missing} named in the source config")
+                shown = missing if len(missing) <= 6 else [*missing[:5], f"... {len(missing) - 5} more"]
+                hint = _delimiter_hint(_join(feeder.current) if o.header and not o.columns else "", o.delimiter)
+                raise ConfigError(f"{self._where()}: header lacks {len(missing)} of the {len(ctx.needed)} field(s) "
+                                  f"named in the source config {shown}{hint}")
             picks = [(f, index[f]) for f in sorted(ctx.needed)]
             n_rows = 0
             while True:
@@ -176,13 +179,17 @@ class CsvReader(Reader):
             elif n_rows == 0:
                 yield bad("file", "no_rows", "the file has a header but no rows")
 
-    def _header(self, reader, feeder: _Feeder):
+    def _header(self, reader, feeder: _Feeder, lr: Optional[LineReader] = None):
         """Parse the header row; on trouble quarantine the whole file (every record) and return None."""
         ctx = self.ctx
         try:
             head = next(reader)
         except StopIteration:
-            yield bad("file", "empty_file", "the file has no rows")
+            if lr is not None and lr.read_error:
+                # not an empty file: the stream broke off before the first line (truncated, or not really gzip)
+                yield bad("file", "truncated_file", f"the stream broke off ({lr.read_error})")
+            else:
+                yield bad("file", "empty_file", "the file has no rows")
             return None
         except csv.Error as exc:
             head, reason, detail = None, "malformed_header", _one_line(exc)
@@ -212,6 +219,25 @@ class CsvReader(Reader):
             detail = f"{detail}; re-reading the {len(lines) - 1} line(s) after it"
         yield bad(f"line {first.no}", reason, detail, raw=first.text)
         feeder.push_back(lines[1:])
+
+
+def _delimiter_hint(header_line: str, delimiter: str) -> str:
+    """'; the header looks ';'-delimited: set `options.delimiter: ";"`' when another delimiter splits the
+    header line better (csv.Sniffer over the header); '' otherwise. Names no header value (it could be data)."""
+    line = header_line.strip("\r\n")
+    if not line:
+        return ""
+    try:
+        found = csv.Sniffer().sniff(line, delimiters=",;\t|").delimiter
+    except csv.Error:
+        counts = {d: line.count(d) for d in ",;\t|"}
+        found = max(counts, key=lambda d: counts[d])
+        if not counts[found]:
+            return ""
+    if found == delimiter or line.count(found) <= line.count(delimiter):
+        return ""
+    shown = "\\t" if found == "\t" else found
+    return f"; the header looks '{shown}'-delimited: set `options.delimiter: \"{shown}\"` for this source"
 
 
 def _csv_reason(exc: csv.Error) -> str:

@@ -40,9 +40,10 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 6) if b else None
 
 
-def evaluate(out: Path, truth: Path, sources: list[str]) -> dict[str, Any]:
+def evaluate(out: Path, truth: Path, sources: list[str], label: str | None = None) -> dict[str, Any]:
+    """`label`: how metrics name the truth folder (a repository-relative path; never a machine path)."""
     out, truth = Path(out), Path(truth)
-    res: dict[str, Any] = {"ground_truth": str(truth)}
+    res: dict[str, Any] = {"ground_truth": label if label is not None else truth.name}
     truth_sources: set[str] = set()
     for name in ("malformed.csv", "duplicates.csv"):
         if (truth / name).is_file():

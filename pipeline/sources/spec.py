@@ -115,6 +115,8 @@ class TimestampSpec(_Strict):
 class FieldSpec(_Strict):
     column: str = Field(pattern=COLUMN_RE)
     type: Optional[ColumnType] = None
+    # true: the anonymize stage counts this column as a quasi-identifier (k-anonymity, reidentification.*)
+    quasi_identifier: bool = False
 
 
 class TextSpec(_Strict):
@@ -140,6 +142,8 @@ class SourceSpec(_Strict):
     # true: text exact/near duplicates across every source with dedup: true; {fields: [...]}: duplicates within
     # this source are records agreeing on those fields; false: no deduplication
     dedup: Union[bool, DedupFields] = True
+    # true: the source may be empty (an empty file, a header only, no matching files); otherwise ingest fails (exit 1)
+    optional: bool = False
 
     @field_validator("text")
     @classmethod
@@ -329,7 +333,7 @@ def _resolve_location(
             return None, None
         raise ConfigError(f"{where}: kind {spec.kind} needs a location")
     raw = spec.location.strip()
-    variables = {k: str(v) for k, v in params.paths.model_dump().items()}
+    variables = {k: str(v) for k, v in params.paths.model_dump().items() if v is not None}
     try:
         tmpl = string.Template(raw)
         used = [m.group("braced") or m.group("named") for m in tmpl.pattern.finditer(raw) if m.group("braced") or m.group("named")]

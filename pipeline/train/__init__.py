@@ -1,12 +1,16 @@
-"""Model stages: LoRA fine-tune (`run_train`), compression and the size/latency/accuracy table (`run_compress`)."""
+"""Model stages: LoRA fine-tune (`run_train`), compression and the size/latency/accuracy table (`run_compress`).
 
-from pipeline.train.trainer import run_train
+`pipeline.train.predict` (ONNX and sklearn scoring) must not pull in torch through this package: hence lazy."""
 
+from __future__ import annotations
 
-def run_compress(*args, **kwargs):  # lazy: compression pulls in onnx/onnxruntime/sklearn
-    from pipeline.train.compress import run_compress as _run
+from pipeline.lazy import lazy_getattr
 
-    return _run(*args, **kwargs)
+# public name -> the module that defines it (imported on first use: pipeline/lazy.py)
+_LAZY = {
+    "run_train": "pipeline.train.trainer",
+    "run_compress": "pipeline.train.compress",
+}
+__all__ = sorted(_LAZY)
 
-
-__all__ = ["run_train", "run_compress"]
+__getattr__ = lazy_getattr(__name__, _LAZY)

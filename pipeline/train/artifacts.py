@@ -98,8 +98,10 @@ def model_card(*, provenance: dict[str, Any], metrics: dict[str, Any], counts: d
         "ONNX model must do the same",
         f"- QLoRA: {provenance['qlora']['reason']}",
         f"- trainable parameters: {metrics['trainable_params']:,} of {metrics['total_params']:,}",
-        f"- max_length {tp['max_length']} tokens, batch {tp['batch_size']}, lr {tp['learning_rate']}, "
-        f"epochs run {metrics['epochs_run']} of {tp['epochs']} (best epoch {metrics['best_epoch']}, early stopping on "
+        f"- max_length {tp['max_length']} tokens, batch {tp['batch_size']}, lr {provenance.get('learning_rate', tp['learning_rate'])}"
+        + (" (rule on the step count)" if tp['learning_rate'] == "auto" else " (validation sweep)"
+           if tp['learning_rate'] == "sweep" else "") + ", "
+        f"epochs run {metrics['epochs_run']} of {provenance.get('epochs', tp['epochs'])} (best epoch {metrics['best_epoch']}, early stopping on "
         f"validation PR-AUC, patience {tp['early_stopping_patience']})",
         *([f"- diverged epochs undone (best weights restored, learning rate x{tp['divergence_lr_factor']} each): "
            f"{metrics['rolled_back_epochs']}"] if metrics.get("rolled_back_epochs") else []),

@@ -31,24 +31,38 @@ import numpy as np
 
 from pipeline.config import Params
 from pipeline.errors import ConfigError, GateError
-from pipeline.io import atomic_dir, read_json, write_json, write_text
+from pipeline.contracts import CompressMetrics, write_metrics
+from pipeline.io import atomic_dir, read_json, write_text
 from pipeline.train import model as M
 from pipeline.train.artifacts import compression_table, plot_size_vs_pr_auc, write_csv
 from pipeline.train.data import check_upstream_gate, data_version, ledger_for, load_splits, write_ledger_or_fail
-from pipeline.train.metrics import binary_metrics, choose_threshold
+from pipeline.train.metrics import (
+    binary_metrics,
+    bootstrap_indices,
+    choose_threshold,
+    paired_bootstrap,
+    paired_bootstrap_f1,
+    router_band,
+    router_metrics,
+    segment_metrics,
+)
+from pipeline.train.resources import resolve_threads
+from pipeline.train.textproc import PLACEHOLDER_HANDLING
 from pipeline.train.predict import (
     INT8_FILE,
     OnnxPredictor,
     load_variant,
     quantize_int8,
+    read_variant_meta,
     write_variant_meta,
 )
 from pipeline.train.trainer import PROVENANCE_FILE
 
 REFERENCE = "fp32"
+# timing figures (metrics.json stays deterministic: they go to timings.json through the variants[] list)
+_VOLATILE_ROW = ("name", "latency_p50_ms", "latency_p95_ms", "speedup_b1", "throughput_b32", "build_s",
+                 "cpu_s_per_1000")
 BASELINE = "baseline_tfidf_lr"
-METRIC_KEYS = ("name", "size_mb", "params", "latency_p50_ms", "latency_p95_ms", "throughput_b32", "pr_auc", "f1",
-               "recall_at_1pct_fpr")
 
 
 def echo(msg: str) -> None:
@@ -62,7 +76,7 @@ def echo(msg: str) -> None:
 
 
 def _save_hf(model, tokenizer, folder: Path, meta: dict[str, Any]) -> None:
-    model.save_pretrained(folder)
+    M.save_classifier(model, folder)
     tokenizer.save_pretrained(folder)
     write_variant_meta(folder, {**meta, "kind": "hf"})
 
@@ -70,9 +84,10 @@ def _save_hf(model, tokenizer, folder: Path, meta: dict[str, Any]) -> None:
 def _save_int8(qmodel, config, tokenizer, folder: Path, meta: dict[str, Any]) -> None:
     import torch
 
-    config.save_pretrained(folder)
+    M.save_classifier_config(config, folder)
     tokenizer.save_pretrained(folder)
-    torch.save(qmodel.state_dict(), folder / INT8_FILE)
+    with M.quiet_transformers():
+        torch.save(qmodel.state_dict(), folder / INT8_FILE)
     write_variant_meta(folder, {**meta, "kind": "torch_int8",
                                 "quantization": "torch.ao dynamic int8: Linear per-channel qint8 weights, "
                                                 "Embedding per-row quint8 weight-only"})
@@ -181,30 +196,51 @@ def measure_latency(predictors: dict[str, Callable[[list[str]], np.ndarray]], te
     return out
 
 
-def choose_variant(variants: list[dict[str, Any]], budget: float, baseline_floor: bool = False) -> str:
-    """Smallest (then fastest) SLM variant whose test PR-AUC is within `budget` of fp32; with `baseline_floor`, among
-    those, the smallest that also reaches the TF-IDF baseline's PR-AUC (when none does, the budget alone decides)."""
-    return choose_variant_explained(variants, budget, baseline_floor)["chosen"]
+def choose_variant(variants: list[dict[str, Any]], budget: float, baseline_floor: bool = False,
+                   metric: str = "val_pr_auc") -> str:
+    return choose_variant_explained(variants, budget, baseline_floor, metric)["chosen"]
 
 
-def choose_variant_explained(variants: list[dict[str, Any]], budget: float, baseline_floor: bool) -> dict[str, Any]:
+def choose_variant_explained(variants: list[dict[str, Any]], budget: float, baseline_floor: bool,
+                             metric: str = "val_pr_auc") -> dict[str, Any]:
+    """The variant to ship, from VALIDATION figures only (`metric`; the test split is never looked at):
+
+    1. eligible: SLM variants whose PR-AUC is within `budget` of fp32's and not significantly below it
+       (`significant_below_fp32`, a paired bootstrap on validation); fp32 itself always is;
+    2. with `baseline_floor`: the smallest eligible variant that reaches the TF-IDF baseline's PR-AUC; when none
+       does (`floor_met: false`), the eligible variant with the best PR-AUC (never simply the smallest);
+       without it: the smallest eligible variant.
+    `baseline_beats_all` says when the baseline's PR-AUC is above every SLM variant's."""
+
+    def auc(v: dict[str, Any]) -> Optional[float]:
+        x = v.get(metric, v.get("pr_auc"))
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
     ref = next(v for v in variants if v["name"] == REFERENCE)
-    ok = [v for v in variants if v["kind"] != "baseline" and v["pr_auc"] is not None and ref["pr_auc"] is not None
-          and ref["pr_auc"] - v["pr_auc"] <= budget + 1e-12]
+    slm = [v for v in variants if v["kind"] != "baseline" and auc(v) is not None]
+    ref_auc = auc(ref)
+    ok = [v for v in slm if v["name"] == REFERENCE or (
+        ref_auc is not None and ref_auc - auc(v) <= budget + 1e-12 and not v.get("significant_below_fp32"))]
 
     def smallest(vs: list[dict[str, Any]]) -> str:
-        return min(vs, key=lambda v: (round(v["size_mb"], 3), v["latency_p50_ms"], v["name"]))["name"]
+        return min(vs, key=lambda v: (round(v["size_mb"], 3), v.get("latency_p50_ms") or 0.0, v["name"]))["name"]
+
+    def best(vs: list[dict[str, Any]]) -> str:
+        return min(vs, key=lambda v: (-round(auc(v), 6), round(v["size_mb"], 3), v["name"]))["name"]
 
     budget_only = smallest(ok) if ok else REFERENCE
-    out: dict[str, Any] = {"chosen": budget_only, "pr_auc_budget": budget, "baseline_floor": baseline_floor,
-                           "budget_only_choice": budget_only}
-    base = next((v for v in variants if v["kind"] == "baseline" and v["pr_auc"] is not None), None)
-    if baseline_floor and base is not None:
-        floor = [v for v in ok if v["pr_auc"] >= base["pr_auc"] - 1e-12]
-        out["baseline_pr_auc"] = base["pr_auc"]
+    out: dict[str, Any] = {"chosen": budget_only, "chosen_on": metric, "pr_auc_budget": budget,
+                           "baseline_floor": baseline_floor, "budget_only_choice": budget_only,
+                           "eligible": sorted(v["name"] for v in ok),
+                           "significantly_below_fp32": sorted(v["name"] for v in slm if v.get("significant_below_fp32"))}
+    base = next((v for v in variants if v["kind"] == "baseline" and auc(v) is not None), None)
+    if base is not None:
+        floor = [v for v in ok if auc(v) >= auc(base) - 1e-12]
+        out["baseline_pr_auc"] = auc(base)
         out["floor_met"] = bool(floor)
-        if floor:
-            out["chosen"] = smallest(floor)
+        out["baseline_beats_all"] = bool(slm) and all(auc(v) < auc(base) - 1e-12 for v in slm)
+        if baseline_floor:
+            out["chosen"] = smallest(floor) if floor else (best(ok) if ok else REFERENCE)
     return out
 
 
@@ -213,8 +249,14 @@ def choose_variant_explained(variants: list[dict[str, Any]], budget: float, base
 
 
 def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str, Any]:
+    with M.known_warnings_silenced():
+        return _run_compress(inp, splits, out, params)
+
+
+def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str, Any]:
     import torch
     from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
 
     inp, splits, out = Path(inp), Path(splits), Path(out)
     cp = params.compress
@@ -233,13 +275,14 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
     sd = load_splits(splits)
     tr, va, te = sd["train"], sd["validation"], sd["test"]
     max_length = int(prov["max_length"])
-    M.set_determinism(params.seed, cp.threads)
+    threads = resolve_threads(cp.threads)
+    M.set_determinism(params.seed, threads)
     t_stage = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     vdir = out / "variants"
     vdir.mkdir(exist_ok=True)
 
-    with threadpool_limits(limits=cp.threads):
+    with threadpool_limits(limits=threads):
         tokenizer = M.load_tokenizer(str(merged_dir))
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         teacher = M.load_pretrained_classifier(str(merged_dir)).eval()
@@ -296,7 +339,10 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
 
         torch.manual_seed(params.seed)
         student, layer_map = make_student(teacher, cp.student_layers)
-        dinfo = distill(student, get_t_logits(), ids_tr, tr.labels, pad_id, epochs=cp.distill_epochs,
+        from pipeline.train.trainer import auto_epochs
+
+        d_epochs = auto_epochs(cp.distill_epochs, len(ids_tr), params.train.examples_budget, 2)
+        dinfo = distill(student, get_t_logits(), ids_tr, tr.labels, pad_id, epochs=d_epochs,
                         desc="distill", **kd)
         s_params = sum(p.numel() for p in student.parameters())
         dname = "distilled"
@@ -315,7 +361,7 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
               kind="onnx_fp32", params=n_params)
         build("onnx_int8", lambda d: quantize_onnx(vdir / "onnx_fp32", d, tokenizer, {**common, "name": "onnx_int8"}),
               kind="onnx_int8", params=n_params)
-        onnx_diff = _onnx_agreement(teacher, vdir / "onnx_fp32", tokenizer, va.texts[:16], max_length, cp.threads)
+        onnx_diff = _onnx_agreement(teacher, vdir / "onnx_fp32", tokenizer, va.texts[:16], max_length, threads)
 
         def _baseline(d: Path) -> None:
             pipe, c = fit_baseline(tr.texts, tr.labels, tr.weights, va.texts, va.labels, params.seed)
@@ -334,11 +380,13 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
 
         # load every variant back from disk: what is measured is what ships
         names = list(info)
-        predictors = {n: load_variant(vdir / n, threads=cp.threads) for n in names}
+        predictors = {n: load_variant(vdir / n, threads=threads) for n in names}
         rows: list[dict[str, Any]] = []
-        for n in names:
+        scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for n in tqdm(names, desc="compress: scoring variants", unit="variant", file=sys.stderr, disable=None):
             p_va = predictors[n].predict_proba(va.texts)
             p_te = predictors[n].predict_proba(te.texts)
+            scores[n] = (p_va, p_te)
             thr = choose_threshold(va.labels, p_va)
             m_va, m_te = binary_metrics(va.labels, p_va, thr), binary_metrics(te.labels, p_te, thr)
             files = sorted(f.name for f in (vdir / n).rglob("*") if f.is_file())
@@ -352,12 +400,21 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
                 "threshold": thr, "val_pr_auc": m_va["pr_auc"], "val_f1": m_va["f1"], "build_s": info[n]["build_s"],
                 **{k: v for k, v in info[n].items() if k not in ("params", "kind", "build_s")},
             })
-            echo(f"{n}: test PR-AUC {m_te['pr_auc'] if m_te['pr_auc'] is None else round(m_te['pr_auc'], 4)}, "
+            echo(f"{n}: validation PR-AUC {_r4(m_va['pr_auc'])}, test PR-AUC {_r4(m_te['pr_auc'])}, "
                  f"size {rows[-1]['size_mb']:.1f} MB")
+        # paired bootstrap on validation against fp32 (same resamples for every variant)
+        boot_idx = bootstrap_indices(len(va), cp.bootstrap, params.seed, va.labels)
+        for r in rows:
+            if r["name"] != REFERENCE:
+                r["vs_fp32_val"] = paired_bootstrap(va.labels, scores[r["name"]][0], scores[REFERENCE][0],
+                                                    idx=boot_idx)
+                r["significant_below_fp32"] = r["vs_fp32_val"]["significant_below"]
         echo(f"timing {len(names)} variants: {cp.latency_runs} batch-1 calls and 5 batch-32 calls each")
         lat = measure_latency({n: predictors[n].predict_proba for n in names}, te.texts, cp.latency_runs)
+        cost = _cost_per_1000({n: predictors[n].predict_proba for n in names}, te.texts)
         for r in rows:
             r.update({k: round(v, 4) for k, v in lat[r["name"]].items()})
+            r.update(cost[r["name"]])
 
     ref = next(r for r in rows if r["name"] == REFERENCE)
     for r in rows:
@@ -367,34 +424,91 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
                             if r["pr_auc"] is not None and ref["pr_auc"] is not None else None)
     rule = choose_variant_explained(rows, cp.pr_auc_budget, cp.baseline_floor)
     chosen = rule["chosen"]
+    target = params.predict.target_precision
+    for r in rows:  # router band per variant, chosen on validation
+        band = router_band(va.labels, scores[r["name"]][0], r["threshold"], target)
+        r["router"] = {**band, "validation": router_metrics(va.labels, scores[r["name"]][0], band),
+                       "test": router_metrics(te.labels, scores[r["name"]][1], band)}
+    crow = next(r for r in rows if r["name"] == chosen)
+    # coverage against precision of the auto-routed part for a few targets (bands chosen on validation, read on test)
+    router_curve = []
+    for t in sorted({0.9, 0.95, 0.98, 0.99, target}):
+        band = router_band(va.labels, scores[chosen][0], crow["threshold"], t)
+        mv, mt = router_metrics(va.labels, scores[chosen][0], band), router_metrics(te.labels, scores[chosen][1], band)
+        router_curve.append({"target_precision": t, "low": band["low"], "high": band["high"],
+                             "val_coverage": mv["coverage"], "val_auto_precision": mv["auto_precision"],
+                             "test_coverage": mt["coverage"], "test_auto_precision": mt["auto_precision"]})
+    crow["router"]["curve"] = router_curve
+    comparison = _versus_baseline(crow, scores, va, te, cp.bootstrap, params.seed)
+    truth = _true_label_eval(params, splits, te, scores, rows)
+    segments = segment_metrics(te.labels, scores[chosen][1], te.sources, crow["threshold"], cp.bootstrap, params.seed)
+    warnings_: list[str] = []
+    if rule.get("baseline_beats_all"):
+        warnings_.append("the TF-IDF baseline's validation PR-AUC is above every SLM variant's: the 1 MB baseline "
+                         "would serve this data better")
+    elif rule.get("floor_met") is False:
+        warnings_.append("no eligible variant reaches the TF-IDF baseline's validation PR-AUC; shipped the best one")
+    warnings_.extend(segments["warnings"])
+    if comparison.get("test", {}).get("pr_auc", {}).get("significant_below"):
+        warnings_.append("on test, the chosen variant's PR-AUC is significantly below the baseline's")
+    anon = anonymizer_settings(params)
+    ship = {
+        "threshold": crow["threshold"], "labels": {"0": "legit", "1": "fraud"}, "positive_label": "fraud",
+        "max_length": max_length, "pooling": prov.get("pooling"), "placeholder_handling": PLACEHOLDER_HANDLING,
+        "anonymizer": {**anon, "key_fingerprint": gate.get("key_fingerprint")},
+        "data_version": dv, "router": {k: crow["router"][k] for k in ("low", "high", "target_precision")},
+        "metrics": {"validation": {"pr_auc": crow["val_pr_auc"], "f1": crow["val_f1"],
+                                   "router": crow["router"]["validation"]},
+                    "test": {k: crow[k] for k in ("pr_auc", "f1", "precision", "recall", "roc_auc",
+                                                  "recall_at_1pct_fpr")} | {"router": crow["router"]["test"]}},
+        "versus_baseline": comparison, "chosen_rule": {k: rule[k] for k in ("chosen_on", "floor_met",
+                                                                             "baseline_beats_all") if k in rule},
+        "segments": {"by": "source", "split": "test", **segments},
+        "warnings": warnings_, "params_digest": params.digest(), "fraudslm_predict": "fraudslm predict --model DIR",
+    }
     with atomic_dir(out / "chosen") as tmp:
         shutil.copytree(vdir / chosen, tmp, dirs_exist_ok=True)
+        meta = read_variant_meta(tmp)
+        write_variant_meta(tmp, {**meta, **ship})
+        hf_name = chosen if meta.get("kind") == "hf" else REFERENCE
+        hf_check = _hf_loading_check(tmp if hf_name == chosen else vdir / REFERENCE, va.texts[:8],
+                                     scores[hf_name][0][:8])
+        if hf_check is not None:
+            hf_check["variant"] = hf_name
+        write_text(tmp / "README.md", chosen_model_card(crow, rule, ship, rows, hf_check, prov))
     if not cp.keep_variants:
         shutil.rmtree(vdir, ignore_errors=True)
 
     notes = [
         f"test split: {len(te)} records ({int(te.labels.sum())} fraud); thresholds chosen on validation "
         f"({len(va)} records) per variant to maximise F1.",
-        f"latency: CPU, {cp.threads} thread(s) for torch and onnxruntime alike, {cp.latency_runs} batch-1 calls and "
+        f"latency: CPU, {threads} thread(s) for torch and onnxruntime alike, {cp.latency_runs} batch-1 calls and "
         "5 batch-32 calls per variant after warm-up, interleaved in 5 rounds; tokenisation included.",
         "size: the whole folder each variant needs (weights + config + tokenizer); `weights_mb` in metrics.json "
         "counts the weight file alone.",
         f"pruned: {cp.pruning_sparsity:.0%} of encoder Linear weights zeroed (global L1), stored dense: no size or "
         "speed gain without sparse storage/kernels." if cp.pruning_sparsity > 0 else "pruning disabled.",
         f"distilled: {cp.student_layers}-layer student initialised from teacher layers {layer_map}, "
-        f"{cp.distill_epochs} epoch(s) on teacher logits (T={cp.distill_temperature}, alpha={cp.distill_alpha}).",
-        f"chosen: smallest variant within a PR-AUC drop of {cp.pr_auc_budget} vs fp32"
+        f"{d_epochs} epoch(s) on teacher logits (T={cp.distill_temperature}, alpha={cp.distill_alpha}).",
+        f"chosen on VALIDATION: smallest variant within a PR-AUC drop of {cp.pr_auc_budget} vs fp32 and not "
+        "significantly below it (paired bootstrap)"
         + (" that also reaches the baseline's PR-AUC" if cp.baseline_floor and rule.get("floor_met") else "")
         + f" -> **{chosen}**"
         + (f" (the budget alone would pick {rule['budget_only_choice']})" if rule["budget_only_choice"] != chosen
            else "")
-        + ("; no variant within the budget reaches the baseline" if cp.baseline_floor and rule.get("floor_met") is False
-           else "") + ".",
+        + ("; no eligible variant reaches the baseline, the best one ships" if cp.baseline_floor
+           and rule.get("floor_met") is False else "") + ".",
         f"ONNX fp32 vs torch fp32: max |logit diff| {onnx_diff:.2e} on 16 validation records.",
+        f"router (target precision {target}, band chosen on validation): "
+        f"{_router_line(crow['router']['test'])} on test for {chosen}.",
+        *[f"WARNING: {w}." for w in warnings_],
     ]
     write_text(out / "compression_table.md", compression_table(rows, chosen, notes))
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    write_csv(out / "plots" / "size_vs_pr_auc.csv", rows, ["name", "size_mb", "pr_auc", "latency_p50_ms", "kind"])
+    write_csv(out / "plots" / "router_coverage.csv", router_curve,
+              ["target_precision", "test_coverage", "test_auto_precision", "val_coverage", "val_auto_precision"])
+    write_csv(out / "plots" / "size_vs_pr_auc.csv", rows, ["name", "size_mb", "pr_auc", "val_pr_auc", "f1",
+                                                           "latency_p50_ms", "cpu_s_per_1000", "peak_rss_mb", "kind"])
     plot_size_vs_pr_auc(rows, chosen, out / "plots" / "size_vs_pr_auc.png")
     write_ledger_or_fail(ledger_for("compress", sd), out)
     metrics = {
@@ -404,7 +518,14 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
         "baseline": BASELINE,
         "pr_auc_budget": cp.pr_auc_budget,
         "chosen_rule": rule,
-        "threads": cp.threads,
+        "variants_by_name": {r["name"]: {k: v for k, v in r.items() if k not in _VOLATILE_ROW} for r in rows},
+        "router": crow["router"],
+        "versus_baseline": comparison,
+        "true_labels": truth,
+        "segments": {"by": "source", "split": "test", "variant": chosen, **segments},
+        "warnings": warnings_,
+        "hf_loading_check": hf_check,
+        "threads": threads,
         "latency_runs": cp.latency_runs,
         "n_test": len(te),
         "n_validation": len(va),
@@ -412,7 +533,7 @@ def run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[str
         "upstream_gate": gate,
         "stage_time_s": round(time.perf_counter() - t_stage, 1),
     }
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, CompressMetrics.model_validate(metrics))
     echo(f"chosen {chosen}; table in {out / 'compression_table.md'}")
     return metrics
 
@@ -432,9 +553,238 @@ def _onnx_agreement(teacher, onnx_dir: Path, tokenizer, texts: list[str], max_le
     batch = M.collate(M.encode(tokenizer, texts, max_length), pad_id)
     with torch.inference_mode():
         ref = teacher(**batch).logits.float().numpy()
-    sess = OnnxPredictor(onnx_dir / "model.onnx", tokenizer, max_length, threads).session
+    sess = OnnxPredictor(onnx_dir, max_length, threads).session
     got = sess.run(None, {k: v.numpy() for k, v in batch.items()})[0]
     diff = float(np.abs(ref - got).max())
     if diff > 1e-2:
         raise GateError(f"{onnx_dir}/model.onnx: ONNX export disagrees with torch (max logit diff {diff:.2e})")
     return diff
+
+
+def _r4(x: Optional[float]) -> Optional[float]:
+    return None if x is None else round(float(x), 4)
+
+
+def _router_line(m: dict[str, Any]) -> str:
+    if not m.get("n"):
+        return "no records"
+    prec = m.get("auto_precision")
+    return (f"{m['coverage']:.1%} of records auto-routed at precision "
+            f"{'n/a' if prec is None else f'{prec:.3f}'} ({m['auto_fraud']} auto fraud, {m['auto_legit']} auto legit, "
+            f"{m['review']} to review)")
+
+
+def _cost_per_1000(predictors: dict[str, Callable[[list[str]], np.ndarray]], texts: list[str], n: int = 256
+                   ) -> dict[str, dict[str, float]]:
+    """CPU seconds (this process, all threads) per 1,000 texts scored in batches of 64, measured on `n` test texts
+    (cycled) and scaled. Peak memory needs one process per variant: benchmarks/bench_train.py measures it."""
+    sample = [texts[i % len(texts)] for i in range(n)] if texts else []
+    out = {}
+    for name, fn in predictors.items():
+        if not sample:
+            out[name] = {"cpu_s_per_1000": None}
+            continue
+        c0 = time.process_time()
+        for j in range(0, len(sample), 64):
+            fn(sample[j: j + 64])
+        out[name] = {"cpu_s_per_1000": round((time.process_time() - c0) * 1000 / len(sample), 3)}
+    return out
+
+
+def _versus_baseline(crow: dict[str, Any], scores: dict[str, tuple[np.ndarray, np.ndarray]], va, te, n_boot: int,
+                     seed: int) -> dict[str, Any]:
+    """Chosen variant minus the TF-IDF baseline, paired bootstrap (class-stratified, 95% percentile intervals), PR-AUC
+    and F1 at each model's own validation threshold, on validation and on test (test: reported, never chosen on)."""
+    if BASELINE not in scores:
+        return {}
+    name = crow["name"]
+    thr_c = crow["threshold"]
+    thr_b = choose_threshold(va.labels, scores[BASELINE][0])
+    out: dict[str, Any] = {"variant": name, "baseline": BASELINE}
+    for split, sd, k in (("validation", va, 0), ("test", te, 1)):
+        out[split] = {
+            "pr_auc": paired_bootstrap(sd.labels, scores[name][k], scores[BASELINE][k], n_boot, seed),
+            "f1": paired_bootstrap_f1(sd.labels, scores[name][k], thr_c, scores[BASELINE][k], thr_b, n_boot, seed),
+        }
+    return out
+
+
+def _true_label_eval(params: Params, splits_dir: Path, te, scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                     rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Where a ground-truth folder exists (the demo's labels.csv: true and given label per record), every variant's
+    test metrics against the TRUE labels beside the given ones (evaluation only; nothing is chosen on it)."""
+    import csv
+
+    from pipeline.config import ground_truth_dir
+    from pipeline.ids import record_id
+
+    truth_dir = ground_truth_dir(params)
+    if truth_dir is None or not (truth_dir / "labels.csv").is_file():
+        return None
+    true: dict[str, int] = {}
+    try:
+        with open(truth_dir / "labels.csv", newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                if r.get("true_label") in ("0", "1"):
+                    rid = record_id(r["source"], r["key"])
+                    true[rid] = int(r["true_label"])
+    except (OSError, KeyError, csv.Error):
+        return {"error": f"{truth_dir / 'labels.csv'}: unreadable"}
+    idx = [i for i, rid in enumerate(te.record_ids) if rid in true]
+    if not idx:
+        return {"matched": 0}
+    y_true = np.array([true[te.record_ids[i]] for i in idx])
+    y_given = te.labels[idx]
+    out: dict[str, Any] = {"matched": len(idx), "n_fraud_true": int(y_true.sum()), "n_fraud_given": int(y_given.sum()),
+                           "label_disagreements": int((y_true != y_given).sum()), "variants": {}}
+    for r in rows:
+        p = scores[r["name"]][1][idx]
+        mt = binary_metrics(y_true, p, r["threshold"])
+        out["variants"][r["name"]] = {"pr_auc_true": mt["pr_auc"], "f1_true": mt["f1"], "recall_true": mt["recall"],
+                                      "precision_true": mt["precision"], "pr_auc_given": r["pr_auc"],
+                                      "f1_given": r["f1"]}
+    return out
+
+
+def anonymizer_settings(params: Params) -> dict[str, Any]:
+    from pipeline.anonymize.text_api import settings_digest
+
+    return settings_digest(params.anonymize)
+
+
+def _hf_loading_check(folder: Path, texts: list[str], expected: np.ndarray) -> Optional[dict[str, Any]]:
+    """Load the shipped folder the Hugging Face way (AutoModelForSequenceClassification, trust_remote_code=True,
+    from the folder's own modeling_fraudslm.py) and compare its probabilities with what predict gives."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not texts:
+        return None
+    with M.quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), trust_remote_code=True).eval()
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    got = []
+    with torch.inference_mode():
+        for t in texts:
+            enc = tok([M.model_text(t)], truncation=True, max_length=int(read_variant_meta(folder)["max_length"]),
+                      return_tensors="pt")
+            enc.pop("token_type_ids", None)
+            got.append(float(torch.softmax(model(**enc).logits.float(), -1)[0, 1]))
+    diff = float(np.abs(np.asarray(got) - np.asarray(expected)).max())
+    return {"class": type(model).__name__, "max_abs_prob_diff": diff, "n": len(texts), "passed": diff < 1e-4}
+
+
+def chosen_model_card(crow: dict[str, Any], rule: dict[str, Any], ship: dict[str, Any], rows: list[dict[str, Any]],
+                      hf_check: Optional[dict[str, Any]], prov: dict[str, Any]) -> str:
+    """README.md of the shipped folder: the CHOSEN variant's own figures (threshold, router, baseline comparison)."""
+    def f(x: Any, nd: int = 3) -> str:
+        return "n/a" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+    rt, rv = crow["router"]["test"], crow["router"]["validation"]
+    vb = ship.get("versus_baseline") or {}
+    lines = [
+        f"# fraudslm fraud classifier: shipped variant `{crow['name']}`",
+        "",
+        "Scores free-text finance records for fraud risk to **prioritise human review**. Score new raw text with",
+        "`fraudslm predict --model <this folder> --in texts.jsonl --out scores.jsonl` (or",
+        "`pipeline.predict.load(folder).predict(texts)`): it anonymizes with the same detector, operators and key",
+        "(`FRAUDSLM_PSEUDONYM_KEY`), reduces placeholders as training did, and writes no text.",
+        "",
+        "## Decision and router (this variant's own figures)",
+        f"- threshold **{f(crow['threshold'], 4)}** (maximises F1 on validation; `variant.json` `threshold`)",
+        f"- router band (chosen on validation for precision {ship['router']['target_precision']}): scores >= "
+        f"{f(ship['router']['high'], 4)} are auto-labelled fraud, scores < {f(ship['router']['low'], 4)} auto-labelled "
+        "legit, the rest go to review (a human queue or a larger model)",
+        "",
+        "| split | coverage (auto-routed) | precision of auto decisions | auto fraud (precision) | auto legit "
+        "(precision) | to review (of which fraud) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in (("validation", rv), ("test", rt)):
+        lines.append(f"| {name} | {f(m['coverage'])} | {f(m['auto_precision'])} | {m['auto_fraud']} "
+                     f"({f(m['auto_fraud_precision'])}) | {m['auto_legit']} ({f(m['auto_legit_precision'])}) | "
+                     f"{m['review']} ({m['review_fraud']}) |")
+    if crow["router"].get("curve"):
+        lines += ["", "Coverage against precision of the auto-routed part (band chosen on validation per target, "
+                  "read on test):", "", "| target precision | test coverage | test precision of auto decisions |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {c['target_precision']} | {f(c['test_coverage'])} | {f(c['test_auto_precision'])} |"
+                  for c in crow["router"]["curve"]]
+    lines += [
+        "",
+        "## Metrics",
+        "| split | PR-AUC | F1 @ threshold | precision | recall | recall @ 1% FPR |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| validation | {f(crow['val_pr_auc'])} | {f(crow['val_f1'])} | | | |",
+        f"| test | {f(crow['pr_auc'])} | {f(crow['f1'])} | {f(crow['precision'])} | {f(crow['recall'])} | "
+        f"{f(crow['recall_at_1pct_fpr'])} |",
+        "",
+    ]
+    if vb:
+        lines.append("Against the TF-IDF + logistic regression baseline (chosen minus baseline, paired bootstrap 95%):")
+        for split in ("validation", "test"):
+            for m in ("pr_auc", "f1"):
+                d = vb[split][m]
+                lines.append(f"- {split} {m.replace('_', '-').upper()}: {f(d['diff'], 4)} "
+                             f"[{f(d['ci_low'], 4)}, {f(d['ci_high'], 4)}]")
+        lines.append("")
+    seg = ship.get("segments") or {}
+    if seg.get("segments"):
+        lines += [f"Per source on test (recall at the threshold; 95% bootstrap intervals; overall recall "
+                  f"{f(seg.get('overall_recall'))}):", "", "| source | records | fraud | PR-AUC | recall |",
+                  "| --- | --- | --- | --- | --- |"]
+        for name, r in seg["segments"].items():
+            pr = f"{f(r['pr_auc'])} [{f(r['pr_auc_ci'][0])}, {f(r['pr_auc_ci'][1])}]" if "pr_auc" in r else "n/a"
+            rc = (f"{f(r['recall'])} [{f(r['recall_ci'][0])}, {f(r['recall_ci'][1])}]"
+                  + (" **below overall**" if r.get("recall_below_overall") else "")) if "recall" in r else "n/a"
+            lines.append(f"| {name} | {r['n']} | {r['n_fraud']} | {pr} | {rc} |")
+        lines.append("")
+    if rule.get("baseline_beats_all"):
+        lines += ["**WARNING: the TF-IDF baseline beats every SLM variant on validation PR-AUC.** The 1 MB baseline "
+                  "would serve this data better; this folder ships the best SLM variant anyway.", ""]
+    elif rule.get("floor_met") is False:
+        lines += ["**WARNING: no eligible variant reaches the TF-IDF baseline's validation PR-AUC**; the best one "
+                  "ships.", ""]
+    lines += [
+        "## How it was chosen",
+        f"On validation only: eligible = within a PR-AUC drop of {rule['pr_auc_budget']} of fp32 and not significantly "
+        f"below it (paired bootstrap); eligible: {', '.join(rule['eligible'])}; significantly below fp32: "
+        f"{', '.join(rule['significantly_below_fp32']) or 'none'}. Floor met: {rule.get('floor_met')}.",
+        "",
+        "| variant | size MB | validation PR-AUC | test PR-AUC | threshold | CPU s / 1,000 texts |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *[f"| {r['name']} | {f(r['size_mb'], 1)} | {f(r['val_pr_auc'])} | {f(r['pr_auc'])} | {f(r['threshold'], 4)} | "
+          f"{f(r.get('cpu_s_per_1000'), 2)} |" for r in rows],
+        "",
+        "## Loading it the Hugging Face way",
+    ]
+    if hf_check is not None and hf_check.get("variant") != crow["name"]:
+        lines.append(f"This variant is `{crow['kind']}`, not a transformers checkpoint: load it with "
+                     "`pipeline.predict.load(folder)` (ONNX: onnxruntime + tokenizers only, no torch). The fp32 "
+                     "variant (and `train`'s merged/ folder) is:")
+    if hf_check is not None:
+        lines.append(f"`AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` builds "
+                     f"`{hf_check['class']}` (mean pooling, code in `modeling_fraudslm.py`); on {hf_check['n']} "
+                     f"validation texts its probabilities differ from predict's by at most "
+                     f"{hf_check['max_abs_prob_diff']:.1e} ({'PASS' if hf_check['passed'] else 'FAIL'}). Without "
+                     "`trust_remote_code=True` transformers refuses the folder (model type `fraudslm_bert`) instead of "
+                     "building another model. Inputs must be anonymized and placeholder-reduced first.")
+    else:
+        lines.append(f"This variant is `{ship.get('kind', crow['kind'])}`, not a transformers checkpoint: load it "
+                     "with `pipeline.predict.load(folder)` (ONNX: onnxruntime + tokenizers only, no torch).")
+    lines += [
+        "",
+        "## Travels with this folder (`variant.json`)",
+        f"threshold, labels, max_length {ship['max_length']}, placeholder handling `{ship['placeholder_handling']}`, "
+        f"anonymizer settings digest `{ship['anonymizer']['digest'][:16]}` (key fingerprint "
+        f"`{ship['anonymizer'].get('key_fingerprint')}`), data version "
+        f"`{str(ship['data_version'].get('dataset_sha256'))[:16]}`, metrics, router band.",
+        "",
+        "## Limitations",
+        "- The threshold and band are tuned at the validation split's fraud prevalence; re-tune for another.",
+        "- Texts beyond max_length tokens are truncated. Not evaluated for fairness across customer groups; do not "
+        "use for automated adverse decisions.",
+        f"- Base model: {prov.get('base_model_name', 'n/a')}.",
+        "",
+    ]
+    return "\n".join(lines)

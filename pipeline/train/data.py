@@ -1,9 +1,9 @@
 """Input side of train and compress: the privacy gate, the split folder's DatasetDict, provenance.
 
 The model stages only ever read the split stage's folder. Before any record is read, the anonymize stage's gate
-must be on record as passed (`<splits>/metrics.json` -> `upstream_gate.passed is True`, carried forward by the split
-stage; and, when the standard layout puts the anonymize folder beside the split folder, its `gate.json` too). Without
-it the stages refuse with GateError (exit 1): raw data can never reach a model.
+must be on record as passed (`<splits>/provenance.json` -> `gate.passed is True`, carried forward by the quality and
+split stages, pipeline.provenance). Without it the stages refuse with GateError (exit 1): raw data can never reach a
+model.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import contextlib
 import json
 import logging
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from pipeline.config import REPO_ROOT, Params
+from pipeline.config import Params
 from pipeline.errors import ConfigError, GateError
 from pipeline.io import read_json, sha256_file, sha256_tree
 from pipeline.ledger import Ledger
+from pipeline import provenance
+from pipeline.provenance import require_passed_gate
 
 log = logging.getLogger("fraudslm.train")
 
@@ -35,35 +36,9 @@ POSITIVE_NAME = "fraud"
 
 
 def check_upstream_gate(splits_dir: Path, params: Optional[Params] = None) -> dict[str, Any]:
-    """Refuse (GateError) unless the anonymize gate is on record as passed for this split folder."""
-    splits_dir = Path(splits_dir)
-    mpath = splits_dir / "metrics.json"
-    if not mpath.is_file():
-        raise GateError(f"{mpath}: missing; cannot verify that the anonymize gate passed, refusing to read the data")
-    try:
-        metrics = read_json(mpath)
-    except (OSError, ValueError) as exc:
-        raise GateError(f"{mpath}: unreadable ({type(exc).__name__}); refusing to read the data") from None
-    gate = metrics.get("upstream_gate") if isinstance(metrics, dict) else None
-    if not isinstance(gate, dict):
-        raise GateError(f"{mpath}: no upstream_gate record; the anonymize gate must pass before training")
-    if gate.get("passed") is not True:
-        raise GateError(f"{mpath}: upstream_gate.passed is {gate.get('passed')!r}; refusing to train on data that "
-                        "did not pass the anonymize leakage gate")
-    # Standard layout (params.paths): the anonymize folder sits beside the split folder. Cross-check its gate.json.
-    anon_name = Path(params.paths.anonymized).name if params is not None else "03_anonymized"
-    gate_json = splits_dir.parent / anon_name / "gate.json"
-    if gate_json.is_file():
-        try:
-            direct = read_json(gate_json)
-        except (OSError, ValueError) as exc:
-            raise GateError(f"{gate_json}: unreadable ({type(exc).__name__}); refusing to read the data") from None
-        if direct.get("passed") is not True:
-            raise GateError(f"{gate_json}: passed is {direct.get('passed')!r}; refusing to train")
-        fa, fb = gate.get("key_fingerprint"), direct.get("key_fingerprint")
-        if fa and fb and fa != fb:
-            raise GateError(f"{gate_json}: key_fingerprint differs from {mpath} upstream_gate; the splits do not "
-                            "come from this anonymize run")
+    """Refuse (GateError) unless the anonymize gate is on record as passed for this split folder: the passport in
+    `<splits>/provenance.json`, written by the split stage from the quality stage's (pipeline.provenance)."""
+    gate = require_passed_gate(Path(splits_dir), "training").model_dump(mode="json", exclude_none=True)
     return {k: gate[k] for k in sorted(gate) if k in ("passed", "key_fingerprint", "residual", "checked_records")}
 
 
@@ -217,29 +192,17 @@ def data_version(splits_dir: Path) -> dict[str, Any]:
     return out
 
 
-def git_info() -> dict[str, Any]:
-    def _git(*args: str) -> Optional[str]:
-        try:
-            proc = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return proc.stdout.strip() if proc.returncode == 0 else None
+MODEL_LIBRARIES = ("torch", "transformers", "peft", "datasets", "onnx", "onnxruntime", "scikit-learn", "numpy")
 
-    sha = _git("rev-parse", "HEAD") or "unknown"
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
+
+def git_info() -> dict[str, Any]:
+    """The code's git state, from pipeline.provenance (git and library provenance live in one place)."""
+    g = provenance.git_info()
+    return {"git_sha": g["git_sha"] or "unknown", "git_dirty": g["git_dirty"]}
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("torch", "transformers", "peft", "datasets", "onnx", "onnxruntime", "scikit-learn", "numpy"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {k: v or "absent" for k, v in provenance.library_versions(MODEL_LIBRARIES).items() if k != "python"}
 
 
 def dumps_stable(obj: Any) -> str:

@@ -116,38 +116,84 @@ def load_tokenizer(path: str):
 
 
 MEAN_POOL_ARCH = "MeanPoolBertForSequenceClassification"
+MODELING_FILE = "modeling_fraudslm.py"
+_REGISTERED = False
 
 
 def _mean_pool_class():
     """BertForSequenceClassification whose head reads the attention-masked mean of the last hidden states instead
     of the [CLS] pooler: how sentence-transformers models such as all-MiniLM-L6-v2 were trained, so the head starts
     from meaningful sentence vectors (measured on the demo: test PR-AUC 0.26 after 3 epochs vs 0.18 after 4 with
-    [CLS]). Same weights and file layout as BERT (the unused pooler stays), so merge, int8, pruning, distillation and
-    ONNX export work unchanged."""
-    global _MEAN_POOL_CLS
-    if _MEAN_POOL_CLS is None:
-        from transformers import BertForSequenceClassification
-        from transformers.modeling_outputs import SequenceClassifierOutput
+    [CLS]). Defined in `pipeline/train/modeling_fraudslm.py`, which every saved folder carries (`auto_map`), so that
+    `AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` builds the same model."""
+    register_auto_classes()
+    from pipeline.train.modeling_fraudslm import MeanPoolBertForSequenceClassification
 
-        class MeanPoolBertForSequenceClassification(BertForSequenceClassification):
-            def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
-                if attention_mask is None:
-                    attention_mask = torch.ones_like(input_ids)
-                h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-                m = attention_mask.unsqueeze(-1).to(h.dtype)
-                pooled = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-                logits = self.classifier(self.dropout(pooled))
-                loss = None
-                if labels is not None:
-                    loss = torch.nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-                return SequenceClassifierOutput(loss=loss, logits=logits)
-
-        _MEAN_POOL_CLS = MeanPoolBertForSequenceClassification
-    return _MEAN_POOL_CLS
+    return MeanPoolBertForSequenceClassification
 
 
-_MEAN_POOL_CLS = None
+def register_auto_classes() -> None:
+    """Make `fraudslm_bert` folders loadable in this process without trust_remote_code (our own code)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from pipeline.train.modeling_fraudslm import MODEL_TYPE, FraudslmBertConfig, MeanPoolBertForSequenceClassification
+
+    with contextlib.suppress(ValueError):  # already registered (module reloaded)
+        AutoConfig.register(MODEL_TYPE, FraudslmBertConfig)
+    with contextlib.suppress(ValueError):
+        AutoModelForSequenceClassification.register(FraudslmBertConfig, MeanPoolBertForSequenceClassification)
+    _REGISTERED = True
+
+
+def save_classifier_files(model_or_config, folder: Path) -> None:
+    """Before/after `save_pretrained`: name the remote code in `auto_map` and put it in the folder (mean pooling
+    only; a [CLS]-head model is a standard transformers architecture and needs nothing)."""
+    import shutil
+
+    cfg = getattr(model_or_config, "config", model_or_config)
+    from pipeline.train.modeling_fraudslm import MODEL_TYPE
+
+    if getattr(type(cfg), "model_type", None) != MODEL_TYPE:  # the class decides what to_dict() writes
+        return
+    cfg.auto_map = {"AutoConfig": "modeling_fraudslm.FraudslmBertConfig",
+                    "AutoModelForSequenceClassification": f"modeling_fraudslm.{MEAN_POOL_ARCH}"}
+    cfg.architectures = [MEAN_POOL_ARCH]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name(MODELING_FILE), folder / MODELING_FILE)
+
+
+def save_classifier(model, folder: Path) -> None:
+    save_classifier_files(model, folder)
+    with quiet_transformers():
+        model.save_pretrained(folder)
+
+
+def save_classifier_config(config, folder: Path) -> None:
+    save_classifier_files(config, folder)
+    config.save_pretrained(folder)
+
+
+# library deprecation notices our calls trigger and cannot act on (they name library internals, not our code)
+_KNOWN_WARNINGS = (
+    (FutureWarning, r".*is_gradient_checkpointing.*"),  # transformers 5 via peft
+    (UserWarning, r"TypedStorage is deprecated.*"),  # torch.load of quantized (int8) state dicts
+    (UserWarning, r".*torch\.ao\.quantization is deprecated.*"),
+)
+
+
+@contextlib.contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Silence exactly the known third-party deprecation notices above; every other warning still shows."""
+    import warnings
+
+    with warnings.catch_warnings():
+        for cat, msg in _KNOWN_WARNINGS:
+            warnings.filterwarnings("ignore", message=msg, category=cat)
+        yield
 
 
 def classifier_class(config, pooling: Optional[str] = None):
@@ -156,7 +202,7 @@ def classifier_class(config, pooling: Optional[str] = None):
     from transformers import AutoModelForSequenceClassification
 
     pooling = pooling or getattr(config, "fraudslm_pooling", None) or "cls"
-    if pooling == "mean" and getattr(config, "model_type", None) == "bert":
+    if pooling == "mean" and getattr(config, "model_type", None) in ("bert", "fraudslm_bert"):
         return _mean_pool_class()
     return AutoModelForSequenceClassification
 
@@ -166,19 +212,21 @@ def effective_pooling(path_or_config, pooling: str) -> str:
     from transformers import AutoConfig
 
     cfg = path_or_config if not isinstance(path_or_config, (str, Path)) else AutoConfig.from_pretrained(str(path_or_config))
-    return "mean" if pooling == "mean" and getattr(cfg, "model_type", None) == "bert" else "cls"
+    return "mean" if pooling == "mean" and getattr(cfg, "model_type", None) in ("bert", "fraudslm_bert") else "cls"
 
 
 def load_pretrained_classifier(path: str):
     """A saved classifier (merged model, variant), with the pooling recorded in its config."""
     from transformers import AutoConfig
 
+    register_auto_classes()
     with quiet_transformers():
         cfg = AutoConfig.from_pretrained(path)
         return classifier_class(cfg).from_pretrained(path)
 
 
 def classifier_from_config(cfg):
+    register_auto_classes()
     with quiet_transformers():
         cls = classifier_class(cfg)
         return cls(cfg) if cls.__name__ == MEAN_POOL_ARCH else cls.from_config(cfg)
@@ -188,6 +236,7 @@ def load_classifier(path: str, quantization_config: Any = None, pooling: str = "
     """A sequence classifier with a fresh 2-class head (legit/fraud); `pooling: mean` for BERT-family bases."""
     from transformers import AutoConfig
 
+    register_auto_classes()
     kwargs: dict[str, Any] = {"num_labels": 2, "id2label": dict(LABELS),
                               "label2id": {v: k for k, v in LABELS.items()}}
     if quantization_config is not None:  # pragma: no cover - CUDA only
@@ -259,7 +308,8 @@ def apply_lora(model, cfg):
     from peft import get_peft_model
 
     try:
-        return get_peft_model(model, cfg)
+        with known_warnings_silenced():
+            return get_peft_model(model, cfg)
     except ValueError as exc:
         msg = " ".join(str(exc).split())[:200]
         raise ConfigError(f"train.target_modules: {list(cfg.target_modules)} do not fit the model ({msg})") from None
@@ -275,15 +325,7 @@ def count_params(model) -> tuple[int, int]:
 # tokenisation and batching (dynamic padding, length buckets, seeded order)
 
 
-# anonymization placeholders: keyed pseudonyms `<PERSON_0123456789ab>` and redactions `<CREDIT_CARD>`
-_PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*?)(?:_[0-9a-f]{6,})?>")
-
-
-def model_text(text: str) -> str:
-    """What the model reads: each placeholder reduced to its type in words (`<PERSON_0123456789ab>` -> `person`).
-    The pseudonym's hex digits carry no meaning for a language model (measured: the TF-IDF baseline loses nothing
-    without them) yet cost ~8 word pieces each, pushing the words that matter past `max_length`."""
-    return _PLACEHOLDER.sub(lambda m: m.group(1).lower().replace("_", " "), text)
+from pipeline.train.textproc import _PLACEHOLDER, eval_batches, model_text  # noqa: E402,F401 - re-exported
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
@@ -314,11 +356,6 @@ def train_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) ->
         batches.extend(chunk[j: j + batch_size] for j in range(0, len(chunk), batch_size))
     order = torch.randperm(len(batches), generator=g).tolist()
     return [batches[i] for i in order]
-
-
-def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[j: j + batch_size] for j in range(0, len(order), batch_size)]
 
 
 @torch.inference_mode()

@@ -15,22 +15,23 @@ import json
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-import torch
 
 from pipeline.errors import ConfigError
 from pipeline.io import write_json
-from pipeline.train import model as M
+from pipeline.train.textproc import FastTokenizer, collate_np, eval_batches
 
 VARIANT_FILE = "variant.json"
 INT8_FILE = "model_int8.pt"
+TORCH_KINDS = ("hf", "torch_int8")
 
 
 def quantize_int8(model):
     """Dynamic int8: Linear weights per output channel (activations quantized on the fly), embeddings per-row
     weight-only int8 (`quantize_dynamic` alone leaves the 12M-parameter embedding matrix in fp32)."""
+    import torch
     from torch.ao.quantization import float_qparams_weight_only_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
     spec = {torch.nn.Linear: per_channel_dynamic_qconfig, torch.nn.Embedding: float_qparams_weight_only_qconfig}
@@ -45,6 +46,8 @@ def quantize_int8(model):
 
 
 def _contiguous_inputs(_module, args):
+    import torch
+
     return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
@@ -57,33 +60,40 @@ class TorchPredictor:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        from pipeline.train import model as M
+
         ids = M.encode(self.tokenizer, texts, self.max_length)
         return M.predict_ids(self.model, ids, self.pad_id, self.batch_size, dev=torch.device("cpu"))
 
 
 class OnnxPredictor:
-    def __init__(self, path: Path, tokenizer, max_length: int, threads: int, batch_size: int = 64) -> None:
+    """`model.onnx` in onnxruntime, tokenised by `tokenizers` (no torch, no transformers)."""
+
+    def __init__(self, folder: Path, max_length: int, threads: int, batch_size: int = 64) -> None:
         import onnxruntime as ort
 
+        folder = Path(folder)
         so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
+        so.intra_op_num_threads = max(1, int(threads))
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), so, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = tokenizer
+        self.tokenizer = FastTokenizer(folder)
         self.max_length = max_length
         self.batch_size = batch_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = self.tokenizer.pad_token_id
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        ids = M.encode(self.tokenizer, texts, self.max_length)
+        ids = self.tokenizer.encode(texts, self.max_length)
         out = np.zeros(len(ids), dtype=np.float64)
-        for b in M.eval_batches([len(x) for x in ids], self.batch_size):
-            batch = M.collate([ids[i] for i in b], self.pad_id)
-            feed = {k: v.numpy() for k, v in batch.items() if k in self.inputs}
+        for b in eval_batches([len(x) for x in ids], self.batch_size):
+            batch = collate_np([ids[i] for i in b], self.pad_id)
+            feed = {k: v for k, v in batch.items() if k in self.inputs}
             logits = self.session.run(None, feed)[0].astype(np.float64)
             z = logits - logits.max(axis=1, keepdims=True)
             e = np.exp(z)
@@ -111,32 +121,33 @@ def read_variant_meta(folder: Path) -> dict[str, Any]:
 
 
 def load_variant(folder: str | Path, threads: int = 1, batch_size: int = 64):
-    """A predictor (`.predict_proba(texts) -> np.ndarray`) for a variant folder written by `fraudslm compress`."""
-    from transformers import AutoConfig
-
+    """A predictor (`.predict_proba(texts) -> np.ndarray`) for a variant folder written by `fraudslm compress`.
+    ONNX and sklearn variants load without importing torch or transformers."""
     folder = Path(folder)
     meta = read_variant_meta(folder)
     kind = meta.get("kind")
     if kind == "sklearn":
         with open(folder / "model.pkl", "rb") as fh:
             return SklearnPredictor(pickle.load(fh))  # noqa: S301 - our own artifact
-    tokenizer = M.load_tokenizer(str(folder))
     max_length = int(meta["max_length"])
-    if kind == "hf":
-        model = M.load_pretrained_classifier(str(folder))
-        return TorchPredictor(model, tokenizer, max_length, batch_size)
-    if kind == "torch_int8":
+    if kind == "onnx":
+        return OnnxPredictor(folder, max_length, threads, batch_size)
+    if kind in TORCH_KINDS:
+        import torch
+        from transformers import AutoConfig
+
+        from pipeline.train import model as M
+
+        if torch.get_num_threads() != max(1, int(threads)):
+            torch.set_num_threads(max(1, int(threads)))
+        tokenizer = M.load_tokenizer(str(folder))
+        if kind == "hf":
+            return TorchPredictor(M.load_pretrained_classifier(str(folder)), tokenizer, max_length, batch_size)
+        M.register_auto_classes()
         with M.quiet_transformers():
             model = M.classifier_from_config(AutoConfig.from_pretrained(str(folder)))
         q = quantize_int8(model)
-        q.load_state_dict(torch.load(folder / INT8_FILE, map_location="cpu", weights_only=True))
+        with M.known_warnings_silenced():
+            q.load_state_dict(torch.load(folder / INT8_FILE, map_location="cpu", weights_only=True))
         return TorchPredictor(q, tokenizer, max_length, batch_size)
-    if kind == "onnx":
-        return OnnxPredictor(folder / "model.onnx", tokenizer, max_length, threads, batch_size)
     raise ConfigError(f"{folder / VARIANT_FILE}: unknown variant kind {kind!r}")
-
-
-def folder_size_mb(folder: Path, only: Optional[set[str]] = None) -> float:
-    total = sum(f.stat().st_size for f in Path(folder).rglob("*")
-                if f.is_file() and (only is None or f.name in only))
-    return total / 1e6

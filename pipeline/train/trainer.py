@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline.config import Params
 from pipeline.errors import ConfigError, GateError
+from pipeline.contracts import TrainMetrics, write_metrics
 from pipeline.io import atomic_dir, write_json, write_text
 from pipeline.train import model as M
 from pipeline.train.artifacts import model_card, plot_pr_curve, write_csv
@@ -35,6 +36,7 @@ from pipeline.train.data import (
     write_ledger_or_fail,
 )
 from pipeline.train.metrics import binary_metrics, choose_threshold, pr_curve_table
+from pipeline.train.resources import resolve_threads
 
 PROVENANCE_FILE = "fraudslm.json"
 
@@ -126,8 +128,88 @@ def _load_checkpoint(ckdir: Path, fingerprint: str) -> Optional[dict[str, Any]]:
     return state
 
 
+def auto_epochs(setting, n_rows: int, budget: int, max_epochs: int) -> int:
+    """`epochs: auto`: whole passes over every train row that fit `budget` examples, between 1 and `max_epochs`
+    (demo, ~5,300 train rows: 1; SMS dev, ~2,700: 2; a few hundred rows: max_epochs)."""
+    if setting != "auto":
+        return int(setting)
+    return int(min(max_epochs, max(1, round(budget / max(1, n_rows)))))
+
+
+def lr_rule(total_steps: int) -> float:
+    """`learning_rate: auto`: 3e-3 x sqrt(150 / steps), clipped to [1e-3, 3e-3]. Support: 3e-3 was best on the demo
+    at ~140 steps (730 rows x 6 epochs), 1e-3 on SMS at ~470 steps, where 3e-3 diverged (README)."""
+    return float(min(3e-3, max(1e-3, 3e-3 * math.sqrt(150 / max(1, total_steps)))))
+
+
+def _stratified_sample(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    if len(y) <= k:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        take = max(1, round(k * idx.size / len(y))) if idx.size else 0
+        out.append(rng.choice(idx, size=min(take, idx.size), replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def _sweep_lr(tp, seed: int, base_path: str, ids_tr, y_tr, w_tr, ids_va, y_va, pad_id: int, dev
+              ) -> tuple[float, list[dict[str, Any]]]:
+    """`learning_rate: auto`: one epoch per candidate on a class-stratified sample of up to `lr_sweep_rows` train
+    rows (fresh LoRA each, same seed and batches), scored on validation (up to 2,000 rows); the best validation
+    PR-AUC wins, ties (within 0.005) go to the smaller rate. No data-set-specific constant: the sweep replaces the
+    demo's 3e-3 and SMS's 1e-3."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import get_linear_schedule_with_warmup
+
+    idx = _stratified_sample(y_tr, tp.lr_sweep_rows, seed)
+    vidx = _stratified_sample(np.asarray(y_va), 2000, seed + 1)
+    ids_s, y_s = [ids_tr[i] for i in idx], y_tr[idx]
+    w_s, _ = _loss_weights(y_s, None, tp.class_weighted) if w_tr is None else (w_tr[idx], "")
+    ids_v, y_v = [ids_va[i] for i in vidx], np.asarray(y_va)[vidx]
+    results: list[dict[str, Any]] = []
+    for lr in sorted(tp.lr_candidates):
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        base = M.load_classifier(base_path, pooling=tp.pooling)
+        model = M.apply_lora(base, M.lora_config(tp, M.n_layers(base))).to(dev)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=tp.weight_decay)
+        batches = M.train_batches([len(x) for x in ids_s], tp.batch_size, seed, 1)
+        sched = get_linear_schedule_with_warmup(opt, int(tp.warmup_ratio * len(batches)), len(batches))
+        model.train()
+        for b in batches:
+            batch = {k: v.to(dev) for k, v in M.collate([ids_s[i] for i in b], pad_id).items()}
+            y = torch.as_tensor(y_s[b], device=dev)
+            w = torch.as_tensor(w_s[b], device=dev)
+            loss = (F.cross_entropy(model(**batch).logits.float(), y, reduction="none") * w).sum() / w.sum()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+        auc = binary_metrics(y_v, M.predict_ids(model, ids_v, pad_id, tp.eval_batch_size, dev), 0.5)["pr_auc"]
+        results.append({"learning_rate": lr, "val_pr_auc": None if auc is None else round(float(auc), 6),
+                        "rows": len(idx), "seconds": round(time.perf_counter() - t0, 1)})
+        echo(f"learning-rate sweep: lr {lr:g} -> validation PR-AUC {auc if auc is None else round(auc, 4)}")
+        del model, base, opt
+    scored = [r for r in results if r["val_pr_auc"] is not None]
+    if not scored:
+        return float(sorted(tp.lr_candidates)[0]), results
+    top = max(r["val_pr_auc"] for r in scored)
+    lr = min(r["learning_rate"] for r in scored if r["val_pr_auc"] >= top - 0.005)
+    return float(lr), results
+
+
 def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     """Fine-tune with LoRA; write adapter, merged model, metrics, card, ledger and plots into `out`."""
+    with M.known_warnings_silenced():
+        return _run_train(inp, out, params)
+
+
+def _run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -147,12 +229,13 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     used = {"train": keep} if keep is not None else None
 
     out.mkdir(parents=True, exist_ok=True)
-    M.set_determinism(params.seed, tp.threads)
+    threads = resolve_threads(tp.threads)
+    M.set_determinism(params.seed, threads)
     dv = data_version(inp)
     base_path = M.resolve_base_model(tp.base_model)
     use_q, q_why = M.resolve_qlora(tp.qlora)
     dev = M.device()
-    echo(f"base model {tp.base_model}; pooling {tp.pooling}; QLoRA: {q_why}; device {dev}, {tp.threads} threads; "
+    echo(f"base model {tp.base_model}; pooling {tp.pooling}; QLoRA: {q_why}; device {dev}, {threads} threads; "
          f"train {len(tr_idx)} / validation {len(va)} / test {len(te)} records")
 
     tokenizer = M.load_tokenizer(base_path)
@@ -177,25 +260,39 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     w_tr, weighting = _loss_weights(y_tr, tr.weights[tr_idx] if tr.weights is not None else None, tp.class_weighted)
     lengths = [len(x) for x in ids_tr]
 
+    fingerprint = _fingerprint(params, dv, len(ids_tr))
+    ckdir = out / "checkpoints"
+    state = _load_checkpoint(ckdir, fingerprint)
+    sweep: Optional[list[dict[str, Any]]] = None
+    epochs = auto_epochs(tp.epochs, len(ids_tr), tp.examples_budget, tp.max_epochs)
+    steps_per_epoch = math.ceil(len(ids_tr) / tp.batch_size)
+    total_steps = steps_per_epoch * epochs
+    if tp.learning_rate == "auto":
+        lr = lr_rule(total_steps)
+    elif tp.learning_rate != "sweep":
+        lr = float(tp.learning_rate)
+    elif state is not None and state.get("learning_rate"):
+        lr, sweep = float(state["learning_rate"]), state.get("lr_sweep")
+    else:
+        lr, sweep = _sweep_lr(tp, params.seed, base_path, ids_tr, y_tr, w_tr, ids_va, va.labels, pad_id, dev)
+        torch.manual_seed(params.seed)
+    echo(f"{epochs} epoch(s) of {len(ids_tr)} rows ({total_steps} steps), learning rate {lr:.2g}"
+         f"{' (rule)' if tp.learning_rate == 'auto' else ' (sweep)' if sweep else ''}")
+
     trainable = [p for p in model.parameters() if p.requires_grad]
     if tp.loraplus_lr_ratio:
         from peft.optimizers import create_loraplus_optimizer
 
-        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=tp.learning_rate,
+        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=lr,
                                         loraplus_lr_ratio=tp.loraplus_lr_ratio, loraplus_weight_decay=tp.weight_decay)
     else:
-        opt = torch.optim.AdamW(trainable, lr=tp.learning_rate, weight_decay=tp.weight_decay)
-    steps_per_epoch = math.ceil(len(ids_tr) / tp.batch_size)
-    total_steps = steps_per_epoch * tp.epochs
+        opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=tp.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(tp.warmup_ratio * total_steps), total_steps)
 
-    fingerprint = _fingerprint(params, dv, len(ids_tr))
-    ckdir = out / "checkpoints"
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "pr_auc": -1.0}
     best_state = _trainable_state(model)
     bad, stopped, start_epoch, resumed_from = 0, False, 0, None
-    state = _load_checkpoint(ckdir, fingerprint)
     if state is not None:
         _load_trainable(model, state["trainable"])
         opt.load_state_dict(state["optimizer"])
@@ -211,13 +308,15 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     t0 = time.perf_counter()
     train_time = float(state["train_time_s"]) if state is not None else 0.0
     epoch = start_epoch
-    for epoch in range(start_epoch + 1, tp.epochs + 1):
+    epoch_bar = tqdm(range(start_epoch + 1, epochs + 1), desc="train epochs", unit="epoch", file=sys.stderr,
+                     disable=None, mininterval=2.0)
+    for epoch in epoch_bar:
         if stopped:
             break
         model.train()
         t_epoch = time.perf_counter()
         running, seen = 0.0, 0
-        bar = tqdm(M.train_batches(lengths, tp.batch_size, params.seed, epoch), desc=f"train epoch {epoch}/{tp.epochs}",
+        bar = tqdm(M.train_batches(lengths, tp.batch_size, params.seed, epoch), desc=f"train epoch {epoch}/{epochs}",
                    unit="batch", file=sys.stderr, disable=None, leave=False, mininterval=2.0)
         for b in bar:
             batch = {k: v.to(dev) for k, v in M.collate([ids_tr[i] for i in b], pad_id).items()}
@@ -251,7 +350,7 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
             scale = min([h["lr_scale"] for h in history if h.get("rolled_back")] + [1.0]) * f
             entry.update({"rolled_back": True, "lr_scale": round(scale, 6)})
             history.append(entry)
-            echo(f"epoch {epoch}/{tp.epochs}: loss {train_loss:.4f}, validation PR-AUC {val_auc:.4f}: diverged (loss "
+            echo(f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, validation PR-AUC {val_auc:.4f}: diverged (loss "
                  f"above {tp.divergence_loss_ratio}x the last good epoch's); back to epoch {best['epoch']}'s weights, "
                  f"learning rate x{scale:g}")
         else:
@@ -261,17 +360,19 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
                 best_state = _trainable_state(model)
             else:
                 bad += 1
-            stopped = bad >= tp.early_stopping_patience and epoch < tp.epochs
-            echo(f"epoch {epoch}/{tp.epochs}: loss {train_loss:.4f}, validation PR-AUC {val_auc:.4f}"
+            stopped = bad >= tp.early_stopping_patience and epoch < epochs
+            echo(f"epoch {epoch}/{epochs}: loss {train_loss:.4f}, validation PR-AUC {val_auc:.4f}"
                  f"{' (best)' if best['epoch'] == epoch else ''}{'; early stop' if stopped else ''}")
-        with atomic_dir(ckdir / f"epoch-{epoch:04d}") as tmp:
+        with atomic_dir(ckdir / f"epoch-{epoch:04d}") as tmp, M.quiet_transformers():
             model.save_pretrained(tmp / "adapter")
             torch.save({"fingerprint": fingerprint, "epoch": epoch, "trainable": _trainable_state(model),
                         "best_trainable": best_state, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "rng": torch.get_rng_state(),
                         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                         "history": history, "best": best, "bad_epochs": bad,
-                        "stopped": stopped, "train_time_s": train_time}, tmp / "state.pt")
+                        "stopped": stopped, "train_time_s": train_time, "learning_rate": lr, "lr_sweep": sweep},
+                       tmp / "state.pt")
+    epoch_bar.close()
     epochs_run = history[-1]["epoch"] if history else 0
 
     # best epoch -> threshold on validation -> test
@@ -290,7 +391,9 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         "params_digest": params.digest(),
         "qlora": {"used": use_q, "reason": q_why},
         "device": str(dev),
-        "threads": tp.threads,
+        "threads": threads,
+        "learning_rate": lr,
+        "epochs": epochs,
         "max_length": tp.max_length,
         "pooling": pooling,
         "threshold": threshold,
@@ -300,8 +403,11 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         "git": git_info(),
         "library_versions": library_versions(),
     }
-    with atomic_dir(out / "adapter") as tmp:
-        model.save_pretrained(tmp)
+    # no machine-specific path in adapter_config.json: the base is named as configured ("bundled" or a hub id)
+    for cfg in model.peft_config.values():
+        cfg.base_model_name_or_path = tp.base_model if tp.base_model == "bundled" else M.base_model_label(tp.base_model)
+    with atomic_dir(out / "adapter") as tmp, M.quiet_transformers():
+        model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA never targets the embeddings here
         write_json(tmp / PROVENANCE_FILE, provenance)
     merge_diff = _write_merged(out, base_path, tokenizer, model if not use_q else None, ids_va[:16], pad_id,
                                provenance)
@@ -334,6 +440,9 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         "qlora": use_q,
         "merge_max_abs_diff": merge_diff,
         "n_train": len(ids_tr),
+        "learning_rate": lr,
+        "lr_sweep": sweep,
+        "threads": threads,
     }
     counts = {}
     for name, sd, idx in (("train", tr, tr_idx), ("validation", va, None), ("test", te, None)):
@@ -350,7 +459,7 @@ def run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
     write_json(out / "training_args.json", train_args)
     write_text(out / "model_card.md", model_card(provenance=provenance, metrics=metrics, counts=counts))
     write_ledger_or_fail(ledger_for("train", splits, used), out)
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, TrainMetrics.model_validate(metrics))
     echo(f"done: test PR-AUC {m_te['pr_auc']:.4f}, F1 {m_te['f1']:.4f} at threshold {threshold:.3f}; "
          f"{epochs_run} epoch(s) in {train_time:.0f} s")
     return metrics
@@ -380,7 +489,7 @@ def _write_merged(out: Path, base_path: str, tokenizer, live_model, probe_ids: l
         if diff > 1e-3:
             raise GateError(f"{out}/merged: merged model disagrees with the LoRA model (max logit diff {diff:.2e})")
     with atomic_dir(out / "merged") as tmp:
-        merged.save_pretrained(tmp)
+        M.save_classifier(merged, tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / PROVENANCE_FILE, provenance)
     return diff

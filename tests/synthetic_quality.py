@@ -1,5 +1,6 @@
-"""Seeded anonymized-like records (what the anonymize stage emits) for tests and benchmarks: no real PII, pseudonym
-tokens shaped like the anonymizer's (`<PERSON_7f3a9c2e>`), structured columns, customers, near-duplicate clusters."""
+"""Test fixture (not part of the package): seeded anonymized-like records (what the anonymize stage emits) for tests
+and benchmarks: no real PII, pseudonym tokens shaped like the anonymizer's (`<PERSON_7f3a9c2e>`), structured
+columns, customers, near-duplicate clusters."""
 
 from __future__ import annotations
 
