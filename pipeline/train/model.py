@@ -107,6 +107,7 @@ def base_model_label(name: str) -> str:
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
+    register_auto_classes()  # a saved `fraudslm_bert` folder's config is then local code: no trust_remote_code prompt
     try:
         with quiet_transformers():
             return AutoTokenizer.from_pretrained(path)
@@ -211,6 +212,7 @@ def effective_pooling(path_or_config, pooling: str) -> str:
     """`mean` only where supported (BERT family); anything else keeps its own [CLS]-style head."""
     from transformers import AutoConfig
 
+    register_auto_classes()  # a saved `fraudslm_bert` config is then local code: no trust_remote_code prompt
     cfg = path_or_config if not isinstance(path_or_config, (str, Path)) else AutoConfig.from_pretrained(str(path_or_config))
     return "mean" if pooling == "mean" and getattr(cfg, "model_type", None) in ("bert", "fraudslm_bert") else "cls"
 
