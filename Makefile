@@ -19,6 +19,9 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
+# keep in step with pipeline/provenance.py CODE_PATHS
+CODE_PATHS := pipeline schemas flows params.yaml dvc.yaml pyproject.toml constraints.txt requirements-model.txt
+
 .PHONY: install run demo check-key test test-slow browser shell bench docs lock clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-model.txt
@@ -60,7 +63,10 @@ run: demo check-key
 	@# version the sources (and the demo ground truth when params name one); unchanged data gives unchanged .dvc files
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c "from pipeline.config import load_params; from pipeline.dvcops import add; \
 	p = load_params('params.yaml').paths; add([x for x in (p.raw, p.ground_truth) if x])"
-	FRAUDSLM_PSEUDONYM_KEY="$${FRAUDSLM_PSEUDONYM_KEY:-$(DEMO_KEY)}" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@# the report's time is pinned to the code version's commit time (reproducible builds): a re-run of the same code
+	@# and data, in this clone or another, gives byte-identical outputs and leaves `git status` clean
+	FRAUDSLM_PSEUDONYM_KEY="$${FRAUDSLM_PSEUDONYM_KEY:-$(DEMO_KEY)}" PATH="$(CURDIR)/$(BIN):$$PATH" \
+	SOURCE_DATE_EPOCH="$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct -- $(CODE_PATHS) 2>/dev/null)}" $(BIN)/dvc repro
 	@$(BIN)/python -c "from pipeline.config import load_params; import json, pathlib; p = load_params('params.yaml').paths; \
 	v = json.loads(pathlib.Path(p.reports, 'metrics.json').read_text()).get('overall', '?'); \
 	print('\nfraudslm: done. Produced:'); \

@@ -442,7 +442,8 @@ class Variant(_Open):
     size_mb: Optional[float] = None
     weights_mb: Optional[float] = None
     params: Optional[int] = None
-    pr_auc: Optional[float] = None
+    pr_auc: Optional[float] = None  # test
+    val_pr_auc: Optional[float] = None  # validation: what the variant choice compares
     pr_auc_drop: Optional[float] = None
     roc_auc: Optional[float] = None
     f1: Optional[float] = None
@@ -464,6 +465,7 @@ class ChosenRule(_Open):
     baseline_floor: Optional[bool] = None
     budget_only_choice: Optional[str] = None
     baseline_pr_auc: Optional[float] = None
+    chosen_on: Optional[str] = None  # the variant field the choice compared (val_pr_auc: validation)
     floor_met: Optional[bool] = None  # None: no baseline floor applied
 
 

@@ -22,8 +22,15 @@ LIBRARIES = (
 )
 
 
+# what "the code" is: a commit that only records run outputs (dvc.lock, metrics.json, docs) does not change it, so
+# artifacts that name the code version stay identical when a clone re-runs the pipeline at that later commit
+CODE_PATHS = ("pipeline", "schemas", "flows", "params.yaml", "dvc.yaml", "pyproject.toml", "constraints.txt",
+              "requirements-model.txt")
+
+
 def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """{"git_sha", "git_dirty"} of the code (tracked files only); nulls outside a git checkout."""
+    """{"git_sha", "git_dirty"} of the code: the last commit that changed CODE_PATHS, and whether tracked files under
+    them differ from it; nulls outside a git checkout."""
 
     def _git(*args: str) -> Optional[str]:
         try:
@@ -32,8 +39,8 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
             return None
         return proc.stdout.strip() if proc.returncode == 0 else None
 
-    sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if sha else None
+    sha = _git("log", "-1", "--format=%H", "--", *CODE_PATHS) or None
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) if sha else None
     return {"git_sha": sha, "git_dirty": None if status is None else bool(status)}
 
 

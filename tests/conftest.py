@@ -105,4 +105,5 @@ def _has_stage_code(module: str) -> bool:
         mod = importlib.import_module(module)
     except ImportError:
         return False
-    return any(name.startswith("run_") for name in dir(mod))
+    # packages export their stage functions lazily (pipeline/lazy.py): `__all__` names them before first use
+    return any(name.startswith("run_") for name in [*dir(mod), *getattr(mod, "__all__", ())])

@@ -71,7 +71,7 @@ def _stage_cmd(stage: str, demo: dict[str, Path], out: Path) -> list[str]:
                 "--set", f"anonymize.registry={REPO / 'schemas' / 'recognizers.yaml'}"]
     prev = {"quality": "ref-anonymize", "split": "ref-quality"}[stage]
     return [str(FRAUDSLM), stage, "--in", str(base / prev), "--out", str(out), *common,
-            "--set", "quality.k_folds=3", "--set", "split.min_minority_per_split=1",  # 200 records: ~16 fraud
+            "--set", "quality.k_folds=3", "--set", "split.min_minority_per_split=0",  # 200 records: a handful of fraud
             "--set", "split.train_flagged=keep"]
 
 
