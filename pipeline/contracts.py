@@ -405,7 +405,8 @@ class EvalMetrics(_Open):
 
 class TrainMetrics(StageMetrics):
     HEADLINE = {"pr_auc": "test_pr_auc"}
-    VOLATILE = ("training_time_s", "stage_time_s", "threads")
+    # resumed_from_epoch: a fact of this process (a killed run resumed from its checkpoint), not of the model
+    VOLATILE = ("training_time_s", "stage_time_s", "threads", "resumed_from_epoch")
     stage: Optional[str] = "train"
     validation: EvalMetrics
     test: EvalMetrics
