@@ -654,15 +654,16 @@ def validate_metrics(model: Type[M], doc: Any, where: str | Path = METRICS_FILE)
         raise ConfigError(f"{where}: {loc}: {err['msg']} (contract {model.__name__})") from None
 
 
-def read_metrics(folder: str | Path, model: Type[M]) -> M:
-    """A stage's metrics.json (+ its timings.json when present) validated against `model`."""
+def read_metrics(folder: str | Path, model: Type[M], *, timings: bool = True) -> M:
+    """A stage's metrics.json (+ its timings.json when present and `timings`) validated against `model`. The report
+    reads without timings, so that a re-run on the same data gives a byte-identical report."""
     from pipeline.io import read_json
 
     folder = Path(folder)
     path = folder / METRICS_FILE
     doc = read_json(path)
     tpath = folder / TIMINGS_FILE
-    if tpath.is_file() and isinstance(doc, dict):
+    if timings and tpath.is_file() and isinstance(doc, dict):
         doc = _merge_volatile(doc, read_json(tpath), getattr(model, "VOLATILE", ()))
     return validate_metrics(model, doc, path)
 

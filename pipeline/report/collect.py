@@ -239,7 +239,7 @@ def load_stages(params: Params) -> dict[str, StageDir]:
                 sd.notes.append(f"{exc}; ignored")
         if sd.json(METRICS_FILE) is not None:  # a file that is not JSON is a note from sd.json
             try:
-                sd.model = read_metrics(sd.path, METRICS_MODELS[key])
+                sd.model = read_metrics(sd.path, METRICS_MODELS[key], timings=False)  # timings vary per run
                 sd.metrics = sd.model.model_dump(mode="json")
             except (ConfigError, OSError, ValueError) as exc:
                 sd.notes.append(f"{str(exc).replace(str(sd.path), display_path(sd.path))}; ignored")

@@ -127,8 +127,8 @@ def model_card(*, provenance: dict[str, Any], metrics: dict[str, Any], counts: d
                      f"{_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['recall_at_1pct_fpr'])} |")
     lines += [
         "",
-        f"Training time {metrics['training_time_s']:.0f} s on {provenance['device']} "
-        f"({provenance['threads']} threads).",
+        f"Trained on {provenance['device']}; the training time and thread count of this run are in "
+        "`timings.json` (they differ between identical runs, so they are kept out of this card).",
         "",
         "## Limitations",
         "- Trained on the data named above only; on the embedded demo that data is synthetic and its fraud patterns "

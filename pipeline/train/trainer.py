@@ -10,6 +10,7 @@ sample-weighted cross-entropy, linear warm-up/decay, early stopping on validatio
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import sys
@@ -86,6 +87,21 @@ def diverged(history: list[dict[str, Any]], train_loss: float, val_auc: float, b
     if not good or not np.isfinite(good[-1]):
         return False
     return (not np.isfinite(train_loss) or train_loss > ratio * good[-1]) and not val_auc > best_auc + 1e-6
+
+
+def _tidy_adapter(folder: Path, base_label: str) -> None:
+    """Make the saved adapter byte-identical on every machine: peft writes `target_modules` in set order (varies
+    with the hash seed) and a README template naming the base model's absolute path under `.venv`."""
+    cfg_path = folder / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
+    write_json(cfg_path, cfg)
+    write_text(folder / "README.md",
+               "# fraudslm LoRA adapter\n\n"
+               f"LoRA adapter (peft) for the fraud classifier, base model: {base_label}. Load it with "
+               "`peft.PeftModel.from_pretrained(base, this_folder)`, or use the merged model in `../merged`.\n"
+               "Training data, figures and limitations: `../model_card.md`.\n")
 
 
 def _trainable_state(model) -> dict[str, Any]:
@@ -391,7 +407,6 @@ def _run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         "params_digest": params.digest(),
         "qlora": {"used": use_q, "reason": q_why},
         "device": str(dev),
-        "threads": threads,
         "learning_rate": lr,
         "epochs": epochs,
         "max_length": tp.max_length,
@@ -408,6 +423,7 @@ def _run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         cfg.base_model_name_or_path = tp.base_model if tp.base_model == "bundled" else M.base_model_label(tp.base_model)
     with atomic_dir(out / "adapter") as tmp, M.quiet_transformers():
         model.save_pretrained(tmp, save_embedding_layers=False)  # LoRA never targets the embeddings here
+        _tidy_adapter(tmp, provenance["base_model_name"])
         write_json(tmp / PROVENANCE_FILE, provenance)
     merge_diff = _write_merged(out, base_path, tokenizer, model if not use_q else None, ids_va[:16], pad_id,
                                provenance)
@@ -454,7 +470,7 @@ def _run_train(inp: Path, out: Path, params: Params) -> dict[str, Any]:
         counts[name] = {"n": int(len(labels)), "n_fraud": int(labels.sum()), "by_source": dict(sorted(by.items()))}
     metrics["counts"] = counts
     train_args = {k: provenance[k] for k in ("train_params", "seed", "params_digest", "base_model", "qlora",
-                                             "device", "threads", "data_version", "git", "library_versions")}
+                                             "device", "data_version", "git", "library_versions")}
     train_args["fingerprint"] = fingerprint
     write_json(out / "training_args.json", train_args)
     write_text(out / "model_card.md", model_card(provenance=provenance, metrics=metrics, counts=counts))
