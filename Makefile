@@ -22,7 +22,7 @@ export TOKENIZERS_PARALLELISM := false
 # keep in step with pipeline/provenance.py CODE_PATHS
 CODE_PATHS := pipeline schemas flows params.yaml dvc.yaml pyproject.toml constraints.txt requirements-model.txt
 
-.PHONY: install run demo check-key test test-slow browser shell bench docs lock clean
+.PHONY: install run demo check-key test test-slow browser shell bench docs lock clean pii-model
 
 $(STAMP): pyproject.toml constraints.txt requirements-model.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -98,6 +98,10 @@ test-slow: $(STAMP) browser
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.run_all
+
+# The learned PII NER (anonymize.pii_model): generated data, offline, seeded, one thread, a few minutes
+pii-model: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/fraudslm train-pii
 
 # docs/benchmarks.md is generated from benchmarks/results/*.json (a test checks it is up to date)
 docs: $(STAMP)

@@ -36,6 +36,11 @@ Selection rule (written into the results): a setting/addition is the default onl
 set and noise model the stage's mean F1 over seeds is >= the standard recipe's (worst case across data sets, never
 the average or the best); ties go to the simpler stage.
 
+Ablations (`ablations` in the results file): one-off comparisons behind a default, each with its own command,
+input and per-cell table; a rerun keeps them. `word_tfidf_block` (2026-12-06, 5 seeds at 5%): the stage with
+character TF-IDF only fell below the standard recipe in 4 of 12 cells (worst: card class-conditional, -0.057 F1),
+the word + character stage in 2 (worst: smishing feature-dependent, -0.030), so the word block stays.
+
 Speed (`speed` section): 100,000 synthetic anonymized-like records (tests/synthetic_quality.py, 5% flipped) through
 the stage function `run_quality` (what the CLI calls; outliers and shortcut check on, as the defaults), and the
 standard recipe on the same records, in the same process one after the other. Target: stage <= 1.2x the recipe.
@@ -389,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                   "0.02": [] if args.quick else list(SEEDS_SIDE), "0.1": [] if args.quick else list(SEEDS_SIDE),
                   "note": "5 seeds at 5%; 2 seeds at 2% and 10% (fewer, to fit the CPU budget)"},
         "datasets": previous.get("datasets", {}), "runs": [], "speed": previous.get("speed"),
+        # one-off design ablations recorded with their own command and input (kept across reruns)
+        **({"ablations": previous["ablations"]} if previous.get("ablations") else {}),
     }
     old_runs = [r for r in previous.get("runs", []) if r["data"] not in names] if "noise" in sections else \
         previous.get("runs", [])

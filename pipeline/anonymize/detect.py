@@ -2,9 +2,13 @@
 
 Interface (pipeline/anonymize/README.md): `Span`, `Detector.detect_batch`, `build_detector`, `detect_pii_file`.
 
+Learned NER (issue 20): with `anonymize.pii_model` set, the learned PII pipeline (pipeline/anonymize/learned) is the
+NLP engine's only model and `LearnedPiiRecognizer` reports its entities: one spaCy pass, the stock NER never runs.
+
 Speed: each distinct text is analysed once per batch; spaCy runs through `nlp.pipe` with only the NER component
-(and whatever it listens to) enabled; texts with no upper-case letter skip NER (the small model finds no entity in
-them) and are only tokenized; regex recognizers skip texts that lack their trigger characters. Texts longer than
+(and whatever it listens to) enabled; with the stock model (no pii_model), texts with no upper-case letter skip NER
+(it finds no entity in them) and are only tokenized (the learned model also reads lower-case names); regex
+recognizers skip texts that lack their trigger characters. Texts longer than
 `anonymize.max_chunk_chars` are analysed in overlapping chunks, so a 1 MB field neither hits spaCy's length limit
 nor holds the whole parse in memory.
 
@@ -38,6 +42,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 
+_NER_RECOGNIZERS = frozenset({"LearnedPiiRecognizer", "SpacyRecognizer"})
+
+
 @dataclass(frozen=True)
 class Span:
     type: str  # Presidio entity name, e.g. CREDIT_CARD
@@ -52,15 +59,28 @@ def resolve_spans(cands: Iterable[Span], threshold: float = 0.0, text: Optional[
     """Non-overlapping spans, sorted by position.
 
     Candidates below `threshold` are dropped. The rest are taken greedily by (score, length): the highest score
-    wins a contested character, ties go to the longer span. A losing span is not thrown away: the parts of it that
-    no winner covers are kept (with the loser's type and score), so the union of detected characters never shrinks
-    when recognizers disagree on boundaries (privacy first: "12 <PERSON> Street" must not leave "Street" behind).
+    wins a contested character, ties go to a rule recognizer over the NER (a rule span inside an NER span ranks with
+    it), then to the longer span. A losing span is not thrown away: the parts of it that no winner covers are kept
+    (with the loser's type and score), so the union of detected characters never shrinks when recognizers disagree
+    on boundaries (privacy first: "12 <PERSON> Street" must not leave "Street" behind).
     Left-over pieces without a letter or digit (", ") are dropped.
     """
     cands = [c for c in cands if c.score >= threshold and c.end > c.start]
     if not cands:
         return []
-    order = sorted(set(cands), key=lambda s: (-s.score, -(s.end - s.start), s.start, s.type, s.recognizer))
+    # at equal score a rule (pattern / checksum) span beats an NER span: "BIC: DEUTDEFF" is a SWIFT code even when
+    # the NER calls the all-capitals word a PERSON; and a rule span inside an NER span ranks with it ("appelez le
+    # 01 23 45 67 89" tagged as one address keeps its phone number). The NER span's other parts are still kept.
+    cands = list(set(cands))
+    ner = [c for c in cands if c.recognizer in _NER_RECOGNIZERS]
+    rank: dict[Span, float] = {}
+    for c in cands:
+        r = c.score
+        if ner and c.recognizer not in _NER_RECOGNIZERS:
+            r = max([r] + [n.score for n in ner if n.start <= c.start and c.end <= n.end])
+        rank[c] = r
+    order = sorted(cands, key=lambda s: (-rank[s], s.recognizer in _NER_RECOGNIZERS, -(s.end - s.start), s.start,
+                                         s.type, s.recognizer))
     taken: list[tuple[int, int]] = []  # sorted disjoint intervals
     out: list[Span] = []
     for c in order:
@@ -117,12 +137,14 @@ def _spacy_engine_cls():
         """
 
         def __init__(self, model_name: str, ner_model_configuration=None, ignore_terms: Iterable[str] = (),
-                     ignore_patterns: Iterable[str] = (), must_match: Optional[dict[str, str]] = None) -> None:
+                     ignore_patterns: Iterable[str] = (), must_match: Optional[dict[str, str]] = None,
+                     learned_path: Optional[Path] = None) -> None:
             import regex
 
             super().__init__(models=[{"lang_code": "en", "model_name": model_name}],
                              ner_model_configuration=ner_model_configuration)
             self.model_name = model_name
+            self.learned_path = learned_path
             self.ignore_terms = frozenset(t.lower() for t in ignore_terms)
             pats = list(ignore_patterns)
             self.ignore_rx = regex.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
@@ -131,6 +153,19 @@ def _spacy_engine_cls():
         def load(self) -> None:
             import spacy
 
+            if self.learned_path is not None:
+                path = str(self.learned_path)
+                try:
+                    nlp = spacy.load(path, exclude=_unneeded_pipes(path))
+                except Exception as exc:  # noqa: BLE001 - a broken model folder is a configuration problem
+                    raise ConfigError(f"anonymize.pii_model: cannot load the learned PII model at {path} "
+                                      f"({type(exc).__name__}); rebuild it with `make pii-model`") from None
+                if "ner" not in nlp.pipe_names:
+                    raise ConfigError(f"anonymize.pii_model: {path} has no 'ner' component; rebuild it with "
+                                      f"`make pii-model`")
+                nlp.max_length = max(nlp.max_length, 2_000_000)
+                self.nlp = {"en": nlp}
+                return
             name = self.model_name
             if not (spacy.util.is_package(name) or Path(name).exists()):
                 raise ConfigError(
@@ -154,6 +189,10 @@ def _spacy_engine_cls():
             for ent, score in zip(entities, scores):
                 if ent.label_ in ("PERSON", "PER"):
                     ent = _trim_person(ent)
+                    if ent is None:
+                        continue
+                elif ent.label_ == "STREET_ADDRESS":
+                    ent = _trim_address(ent, self.ignore_terms)
                     if ent is None:
                         continue
                 t = ent.text.strip()
@@ -182,7 +221,8 @@ def _spacy_engine_cls():
             if "\n" in tok.text:
                 end = tok.i
                 break
-        while end > ent.start + 1 and ent.doc[end - 1].is_lower:
+        all_lower = all(not t.is_alpha or t.is_lower for t in ent.doc[ent.start:end])  # "spoke to anna berg"
+        while not all_lower and end > ent.start + 1 and ent.doc[end - 1].is_lower:
             end -= 1
         if end <= ent.start:
             return None
@@ -191,6 +231,30 @@ def _spacy_engine_cls():
         if end == ent.end:
             return ent
         return SpacySpan(ent.doc, ent.start, end, label=ent.label_)
+
+    def _trim_address(ent, ignore_terms):
+        """A learned STREET_ADDRESS cut to the address: it ends before a finance word ("..., IBAN DE89...", one of
+        the registry's ignore_terms) and loses leading / trailing punctuation. (A cut at sentence stops was tried
+        and lost abbreviated addresses: "29 castle rd., erkelenz".)"""
+        from spacy.tokens import Span as SpacySpan
+
+        doc, start, end = ent.doc, ent.start, ent.end
+        for tok in ent:  # a finance word ("IBAN", "phone", "email") ends the address
+            if tok.i > start and (tok.is_alpha and tok.lower_ in ignore_terms or tok.like_url or tok.like_email):
+                end = tok.i
+                break
+        while start < end and (doc[start].is_punct or doc[start].is_space):
+            start += 1
+        while end > start and (doc[end - 1].is_punct and doc[end - 1].text not in (")",) or doc[end - 1].is_space
+                               or doc[end - 1].lower_ in ignore_terms):
+            end -= 1
+        if end <= start or not any(t.like_num or t.is_alpha for t in doc[start:end]):
+            return None
+        if end - start == 1 and (doc[start].is_lower or doc[start].like_url or doc[start].like_email):
+            return None  # "visit" left of a URL
+        if (start, end) == (ent.start, ent.end):
+            return ent
+        return SpacySpan(doc, start, end, label=ent.label_)
 
     class LazyNlpArtifacts(NlpArtifacts):
         """NlpArtifacts whose token lists and keywords are built only when a context enhancer asks for them
@@ -292,6 +356,7 @@ class Detector:
         from presidio_analyzer.recognizer_registry import RecognizerRegistryProvider
 
         from pipeline.anonymize import recognizers as _recognizers  # noqa: F401 - registers the classes
+        from pipeline.anonymize.learned import recognizer as _learned  # noqa: F401 - LearnedPiiRecognizer
         from pipeline.anonymize.offline import ensure_offline
 
         ensure_offline()
@@ -310,9 +375,13 @@ class Detector:
         ignore_terms = nlp_cfg.pop("ignore_terms", None) or []
         ignore_patterns = nlp_cfg.pop("ignore_patterns", None) or []
         must_match = nlp_cfg.pop("entity_must_match", None) or {}
+        from pipeline.anonymize.learned.recognizer import resolve_model_path
+
+        self.learned_path = resolve_model_path(getattr(params, "pii_model", None))
         try:
             ner_conf = NerModelConfiguration.from_dict(nlp_cfg) if nlp_cfg else NerModelConfiguration()
-            self.engine = _spacy_engine_cls()(params.spacy_model, ner_conf, ignore_terms, ignore_patterns, must_match)
+            self.engine = _spacy_engine_cls()(params.spacy_model, ner_conf, ignore_terms, ignore_patterns, must_match,
+                                              learned_path=self.learned_path)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - pydantic / regex error, one line
@@ -321,8 +390,10 @@ class Detector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
+                # nlp_engine=None: Presidio would insist on its own SpacyRecognizer class for a spaCy engine; the
+                # registry lists LearnedPiiRecognizer (a SpacyRecognizer subclass) reading the same NlpArtifacts
                 registry = RecognizerRegistryProvider(
-                    registry_configuration=cfg, nlp_engine=self.engine).create_recognizer_registry()
+                    registry_configuration=cfg, nlp_engine=None).create_recognizer_registry()
             except (ValueError, TypeError) as exc:
                 cause = exc.__cause__ or exc
                 raise ConfigError(f"{path}: invalid recognizer registry ({' '.join(str(cause).split())[:300]})") from None
@@ -430,8 +501,10 @@ class Detector:
                 units.extend((t, off, chunk) for off, chunk in self._chunks(clean))
         recognizers = self._recognizers_ner if ner else self._recognizers_regex
         nlp = self._nlp
-        # NER only for chunks with an upper-case letter (the model tags no entity in all-lower-case text).
-        ner_idx = [i for i, u in enumerate(units) if ner and _has_upper(u[2])]
+        # stock model: NER only for chunks with an upper-case letter (it tags no entity in all-lower-case text);
+        # the learned model reads lower-case names too
+        learned = self.learned_path is not None
+        ner_idx = [i for i, u in enumerate(units) if ner and (learned or _has_upper(u[2]))]
         docs: list[Any] = [None] * len(units)
         if ner_idx:
             for i, doc in zip(ner_idx, nlp.pipe((units[i][2] for i in ner_idx), batch_size=self.batch_size)):
@@ -597,6 +670,7 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 5
         "entities_by_type": dict(sorted(per_type.items())),
         "entity_types": entity_types,
         "spacy_model": ap.spacy_model,
+        "pii_model": ap.pii_model,
         "score_threshold": ap.score_threshold,
         "params_digest": params.digest(),
     }

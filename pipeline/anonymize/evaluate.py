@@ -215,11 +215,14 @@ def detector_digest(cfg, factory_name: str, eval_sha: str, keep_types: set[str] 
     h = hashlib.sha256()
     h.update(eval_sha.encode())
     h.update(factory_name.encode())
-    det_cfg = cfg.model_dump(mode="json", include={"spacy_model", "score_threshold", "entities",
+    det_cfg = cfg.model_dump(mode="json", include={"spacy_model", "pii_model", "score_threshold", "entities",
                                                    "max_chunk_chars"})
+    from pipeline.anonymize.learned.recognizer import model_digest
+
+    det_cfg["pii_model_sha256"] = model_digest(getattr(cfg, "pii_model", None))  # retrained model: measure again
     det_cfg["keep_types"] = sorted(keep_types)  # spans of these types are not replaced, so they do not count
     h.update(json.dumps(det_cfg, sort_keys=True).encode())
-    for name in ("detect.py", "recognizers.py", "validators.py", "offline.py"):
+    for name in ("detect.py", "recognizers.py", "validators.py", "offline.py", "learned/recognizer.py"):
         p = here / name
         if p.exists():
             h.update(p.read_bytes())

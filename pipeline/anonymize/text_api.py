@@ -23,8 +23,9 @@ NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
 
 
 def settings_digest(anon_params) -> dict[str, Any]:
-    """What must match between training and scoring: the anonymize section (detector, entities, operators, registry)
-    and the registry file's content. Returns {"settings", "registry_sha256", "digest"}."""
+    """What must match between training and scoring: the anonymize section (detector, entities, operators, registry),
+    the registry file's content and the learned PII model's files. Returns {"settings", "registry_sha256",
+    "pii_model_sha256", "digest"}."""
     settings = anon_params.model_dump(mode="json")
     reg = Path(anon_params.registry)
     if not reg.is_absolute() and not reg.exists():
@@ -32,8 +33,13 @@ def settings_digest(anon_params) -> dict[str, Any]:
 
         reg = REPO_ROOT / reg
     reg_sha = hashlib.sha256(reg.read_bytes()).hexdigest() if reg.is_file() else None
-    blob = json.dumps({"settings": settings, "registry_sha256": reg_sha}, sort_keys=True).encode()
-    return {"settings": settings, "registry_sha256": reg_sha, "digest": hashlib.sha256(blob).hexdigest()}
+    from pipeline.anonymize.learned.recognizer import model_digest
+
+    model_sha = model_digest(getattr(anon_params, "pii_model", None))  # the learned detector's weights
+    blob = json.dumps({"settings": settings, "registry_sha256": reg_sha, "pii_model_sha256": model_sha},
+                      sort_keys=True).encode()
+    return {"settings": settings, "registry_sha256": reg_sha, "pii_model_sha256": model_sha,
+            "digest": hashlib.sha256(blob).hexdigest()}
 
 
 @contextlib.contextmanager

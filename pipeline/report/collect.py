@@ -275,6 +275,11 @@ def tree_info(p: Path) -> tuple[int, int]:
     return len(files), sum(x.stat().st_size for x in files)
 
 
+# rewritten on every run, so never a data version (and never a DVC output): timings, the compression table that
+# renders them, train's resume checkpoints (their state holds the elapsed time)
+VOLATILE_ARTIFACTS = frozenset({TIMINGS_FILE, "compression_table.md", "checkpoints"})
+
+
 def describe_artifacts(stages: dict[str, StageDir]) -> list[dict[str, Any]]:
     """Every file / folder of the stage outputs with its SHA-256 (restricted ones by name and dvc.lock only)."""
     from pipeline.io import sha256_tree
@@ -285,7 +290,7 @@ def describe_artifacts(stages: dict[str, StageDir]) -> list[dict[str, Any]]:
         if not sd.path.is_dir():
             continue
         for child in sorted(sd.path.iterdir(), key=lambda x: x.name):
-            if child.name.startswith(".") or child.name == TIMINGS_FILE:  # volatile: not a data version
+            if child.name.startswith(".") or child.name in VOLATILE_ARTIFACTS:  # not a data version
                 continue
             entry: dict[str, Any] = {"stage": sd.stage, "path": display_path(child)}
             if sd.restricted and child.name not in RESTRICTED_READABLE:
@@ -860,7 +865,8 @@ def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -
                        "chosen_rule_split": "validation" if rule.chosen_on == "val_pr_auc" else "test",
                        "chosen_size_mb": clean_number(ch.size_mb) if ch else None,
                        "baseline": cm.baseline, "baseline_pr_auc": clean_number(rule.baseline_pr_auc),
-                       "floor_met": rule.floor_met, "budget_only_choice": rule.budget_only_choice}
+                       "floor_met": rule.floor_met, "budget_only_choice": rule.budget_only_choice,
+                       "true_labels": _true_label_view(cm.true_labels, chosen, cm.baseline)}
         ref = cm.variant(cm.reference)
         if ch and ref and ch.pr_auc is not None and ref.pr_auc is not None:
             drop = clean_number(ref.pr_auc - ch.pr_auc)
@@ -885,6 +891,23 @@ def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -
                     stage_metrics={**{f"train.{k}": v for k, v in numeric_leaves(m).items()},
                                    **{f"compress.{k}": v for k, v in numeric_leaves(comp.metrics or {}).items()}},
                     notes=lora.notes + comp.notes)
+
+
+def _true_label_view(truth: Optional[dict[str, Any]], chosen: Optional[str], baseline: Optional[str]
+                     ) -> Optional[dict[str, Any]]:
+    """The compress stage's test figures against the ground truth (demo), chosen variant and baseline, as written."""
+    if not isinstance(truth, dict) or not isinstance(truth.get("variants"), dict) or chosen is None:
+        return None
+    var = truth["variants"]
+    c, b = var.get(chosen) or {}, var.get(baseline or "") or {}
+    vb = (truth.get("versus_baseline_true") or {}).get("pr_auc") or {}
+    return {"n": truth.get("matched"), "n_fraud_true": truth.get("n_fraud_true"),
+            "label_disagreements": truth.get("label_disagreements"),
+            "chosen_pr_auc_true": clean_number(c.get("pr_auc_true")), "chosen_pr_auc_given": clean_number(c.get("pr_auc_given")),
+            "baseline_pr_auc_true": clean_number(b.get("pr_auc_true")),
+            "baseline_pr_auc_given": clean_number(b.get("pr_auc_given")),
+            "diff": clean_number(vb.get("diff")), "ci_low": clean_number(vb.get("ci_low")),
+            "ci_high": clean_number(vb.get("ci_high"))}
 
 
 # -------------------------------------------------------------------------------------------------- changes
