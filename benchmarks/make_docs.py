@@ -350,6 +350,25 @@ def slm_datasets(d: dict) -> list[str]:
     return out
 
 
+def peft_methods(d: dict) -> list[str]:
+    out = ["## Parameter-efficient methods on the same splits", ""] + _source(
+        "peft_methods.json", str(d.get("command", "python -m benchmarks.bench_peft_methods")).strip())
+    sp = d.get("splits") or {}
+    out += [f"Splits: `{sp.get('path', '?')}` (data version {sp.get('data_version', '?')}). Rule: {d.get('rule', '?')}.",
+            ""]
+    rows = []
+    for r in d.get("methods") or []:
+        if "error" in r:
+            rows.append([r.get("method"), f"failed: {str(r['error'])[:120]}"] + [""] * 7)
+            continue
+        rows.append([f"`{r.get('method')}`", f"{_f(r.get('trainable_params'))} ({_f(100 * (r.get('trainable_share') or 0), 2)}%)",
+                     _f(r.get("learning_rate"), 4), f"{_f(r.get('epochs_run'))} (best {_f(r.get('best_epoch'))})",
+                     _f(r.get("val_pr_auc")), _f(r.get("test_pr_auc")), _f(r.get("test_f1")),
+                     _f(r.get("training_time_s"), 0), _f(r.get("threads"))])
+    return out + _table(["method", "trainable parameters", "learning rate", "epochs", "validation PR-AUC",
+                         "test PR-AUC", "test F1", "training s", "threads"], rows)
+
+
 def orchestration(d: dict) -> list[str]:
     out = ["## Orchestration (DVC and Prefect overhead)", ""] + _source(
         "orchestration.json", "python -m benchmarks.bench_orchestration")
@@ -395,6 +414,7 @@ SECTIONS: list[tuple[str, Callable[[dict], list[str]]]] = [
     ("demo.json", demo), ("ingest.json", ingest), ("bench_pii_quality.json", pii_quality),
     ("bench_pii_speed.json", pii_speed), ("anonymize.json", anonymize), ("quality.json", quality),
     ("quality_study.json", quality_study), ("label_noise.json", label_noise), ("train.json", train), ("slm_datasets.json", slm_datasets),
+    ("peft_methods.json", peft_methods),
     ("orchestration.json", orchestration),
 ]
 

@@ -158,7 +158,7 @@ class AnonymizeParams(_Section):
                                           "other string columns are scanned with patterns + NER")
     gate: GateParams = Field(default_factory=GateParams, description="the leakage gate (second, stricter scan)")
     eval_set: Optional[str] = Field(
-        "pipeline/anonymize/eval_set/pii_eval_v1.jsonl",
+        "pipeline/anonymize/eval_set/pii_eval_v2.jsonl",
         description="labelled PII evaluation set the residual risk is measured on (null: not measured)")
     recall_targets: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_RECALL_TARGETS),
@@ -299,6 +299,9 @@ class TrainParams(_Section):
     target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"],
                                       description="module names LoRA adapts")
     top_k_layers: Optional[int] = Field(None, ge=1, description="null = all layers; k = LoRA on the top k layers only")
+    peft_method: Literal["lora", "ia3"] = Field("lora", description="parameter-efficient method: lora (LoRA on "
+                                                "target_modules) or ia3 (IA3 scaling vectors on key, value and the "
+                                                "feed-forward output; benchmarks/bench_peft_methods.py compares them)")
     class_weighted: bool = Field(True, description="inverse-class-frequency weighted loss (when the split stage "
                                                    "gives no sample weights)")
     early_stopping_patience: int = Field(2, ge=1, description="epochs without a better validation PR-AUC")

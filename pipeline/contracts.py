@@ -283,6 +283,7 @@ class AnonymizeMetrics(StageMetrics):
     entities: Entities = Field(default_factory=Entities)
     dictionary_values: Optional[int] = None
     dictionary_sweep_hits: Optional[int] = None
+    dictionary_sweep_withheld: Optional[int] = None  # free-text values not swept (detector agreement too low)
     signals: dict[str, int] = Field(default_factory=dict)
     columns: dict[str, str] = Field(default_factory=dict)
     gate: AnonymizeGate

@@ -66,6 +66,10 @@ class FraudModel:
         if now["registry_sha256"] != meta["anonymizer"].get("registry_sha256"):
             _warn(f"{anon.registry}: recognizer registry differs from the one the model was trained with; "
                   "detection may differ")
+        trained_model = meta["anonymizer"].get("pii_model_sha256")
+        if trained_model and now["pii_model_sha256"] != trained_model:
+            _warn(f"{anon.pii_model}: learned PII model differs from the one the training data was anonymized with "
+                  f"(sha256 {trained_model[:12]}); detection may differ")
         self.anonymizer = TextAnonymizer(anon, key, without_torch=self.kind not in TORCH_KINDS)
         trained_fp = meta["anonymizer"].get("key_fingerprint")
         if trained_fp and trained_fp != self.anonymizer.key_fingerprint:

@@ -420,7 +420,7 @@ def test_wilson_lower_bound():
 def test_residual_risk_in_metrics_and_eval_set_is_labelled(tiny, tmp_path):
     from pipeline.anonymize.evaluate import read_eval_set
 
-    rows, _ = read_eval_set(REPO / "pipeline" / "anonymize" / "eval_set" / "pii_eval_v1.jsonl")
+    rows, _ = read_eval_set(REPO / "pipeline" / "anonymize" / "eval_set" / "pii_eval_v2.jsonl")
     assert len(rows) > 1000 and all(r["text"][s["start"]:s["end"]].strip() for r in rows[:200] for s in r["spans"])
     small = tmp_path / "eval.jsonl"  # a small set keeps the test cheap; the real one is measured by the stage
     small.write_text("".join(json.dumps(r) + "\n" for r in rows[:150]), encoding="utf-8")

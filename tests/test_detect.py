@@ -101,6 +101,9 @@ GOLDEN = [
     ("+33 1 23 45 67 89", "PHONE_NUMBER", "+33 1 23 45 67 89"),
     ("whatsapp +34 612 345 678", "PHONE_NUMBER", "+34 612 345 678"),
     ("reach me on +31 6 12345678", "PHONE_NUMBER", "+31 6 12345678"),
+    ("fax\n+447700677662 mobile", "PHONE_NUMBER", "+447700677662"),  # compact E.164, unallocated range
+    ("Office\\,07700 063 966-Fax", "PHONE_NUMBER", "07700 063 966"),  # a hyphen before a word ends it
+    ("I want to cancel my card 180000826105910 because I lost it", "CREDIT_CARD", "180000826105910"),  # JCB 15
     # addresses
     ("I live at 221B Baker Street, London NW1 6XE now", "STREET_ADDRESS", "221B Baker Street, London NW1 6XE"),
     ("send to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "STREET_ADDRESS",

@@ -221,3 +221,37 @@ def test_gate_passes_clean_output_and_reports_fingerprint(tmp_path):
     assert gate["passed"] is True and gate["residual"] == {}
     assert gate["key_fingerprint"] == m["key_fingerprint"] and len(gate["key_fingerprint"]) == 12
     assert gate["original_values_checked"] >= 3
+
+
+def test_sweep_takes_only_values_the_detector_agrees_on():
+    """The batch dictionary sweep: a free-text value tagged in most texts that hold it is replaced everywhere; one
+    tagged in a handful of the many texts that hold it (a false positive such as 'via online') is not swept, and
+    identifiers always are."""
+    from pipeline.anonymize.gate import ValueMatcher
+    from pipeline.anonymize.replace import SweepCandidates, collect_detected
+
+    texts = [f"card payment {i} at grocery via online" for i in range(40)]
+    texts += ["thanks Peter Little, call 0871 234 5678", "Peter Little again", "ask Peter Little", "Bjorn"]
+
+    def spans(t):
+        out = []
+        if t.startswith("thanks") or t.startswith("ask"):
+            i = t.index("Peter Little")
+            out.append(("PERSON", i, i + 12, 0.85, "ner"))
+        if t == "card payment 3 at grocery via online":
+            out.append(("PERSON", t.index("via online"), len(t), 0.85, "ner"))
+        if "0871" in t:
+            out.append(("PHONE_NUMBER", t.index("0871"), t.index("0871") + 13, 0.9, "phone"))
+        if t == "Bjorn":
+            out.append(("PERSON", 0, 5, 0.85, "ner"))
+        return out
+
+    dictionary, cand = ValueMatcher(), SweepCandidates()
+    collect_detected(dictionary, [(texts, [spans(t) for t in texts])], set(), cand)
+    cand.count(texts)
+    cand.commit(dictionary)
+    assert [t for _, _, t in dictionary.find("Peter Little again")] == ["PERSON"]  # 2 of 3 texts: swept
+    assert dictionary.find("card payment 7 at grocery via online") == []  # 1 of 40 texts: withheld
+    assert cand.withheld == 1
+    assert dictionary.find("my number is 0871 234 5678")  # identifiers always join
+    assert dictionary.find("Bjorn") == []  # one-word free-text values are never swept

@@ -258,3 +258,22 @@ def test_hf_from_pretrained_gives_predict_scores(compressed):
     assert res["cls"] == "MeanPoolBertForSequenceClassification"
     assert np.allclose(res["p"], want, atol=1e-5)
     assert res["refused"]
+
+
+def test_changed_detector_warns(compressed, tmp_path, capfd):
+    """A model folder records the registry's and the learned PII model's sha256; scoring with a different one warns
+    (detection, hence the scored text, may differ), and the shipped ones raise no warning."""
+    from pipeline.predict import load
+
+    load(compressed["out"] / "chosen", threads=1)
+    err = capfd.readouterr().err
+    assert "registry differs" not in err and "PII model differs" not in err
+    dest = tmp_path / "chosen"
+    shutil.copytree(compressed["out"] / "chosen", dest)
+    meta = json.loads((dest / "variant.json").read_text())
+    meta["anonymizer"]["registry_sha256"] = "0" * 64
+    meta["anonymizer"]["pii_model_sha256"] = "f" * 64
+    (dest / "variant.json").write_text(json.dumps(meta))
+    load(dest, threads=1)
+    err = capfd.readouterr().err
+    assert "recognizer registry differs" in err and "learned PII model differs" in err and "ffffffffffff" in err

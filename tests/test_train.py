@@ -381,3 +381,18 @@ def test_learning_rate_sweep(splits, tmp_path):
     assert m["learning_rate"] in (0.0005, 0.003)
     best = max(r["val_pr_auc"] for r in m["lr_sweep"])
     assert next(r for r in m["lr_sweep"] if r["learning_rate"] == m["learning_rate"])["val_pr_auc"] >= best - 0.005
+
+
+def test_ia3_and_top_k_methods(splits, tmp_path, trained):
+    """train.peft_method: ia3 trains scaling vectors only (far fewer trainable parameters than LoRA), its merged
+    model scores as the adapter does, and the saved adapter config is IA3's; top_k_layers limits it to the top k."""
+    from pipeline.train import run_train
+
+    m = run_train(splits, tmp_path / "ia3", tiny_params(**{"train.peft_method": "ia3"}))
+    cfg = json.loads((tmp_path / "ia3" / "adapter" / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "IA3" and cfg["feedforward_modules"] == sorted(cfg["feedforward_modules"])
+    assert 0 < m["trainable_params"] < trained["metrics"]["trainable_params"]
+    assert m["merge_max_abs_diff"] < 1e-4
+    top = run_train(splits, tmp_path / "ia3_top1", tiny_params(**{"train.peft_method": "ia3", "train.top_k_layers": 1}))
+    assert top["trainable_params"] < m["trainable_params"]
+    assert "IA3" in (tmp_path / "ia3" / "model_card.md").read_text()

@@ -111,7 +111,20 @@ def resolve_spans(cands: Iterable[Span], threshold: float = 0.0, text: Optional[
             out.append(Span(c.type, s, e, c.score, c.recognizer))
             bisect.insort(taken, (s, e))
     out.sort(key=lambda s: (s.start, s.end))
+    if text is not None:  # "Odile" + "Marchetti" from two recognizers: one name, one placeholder
+        joined: list[Span] = []
+        for sp in out:
+            p = joined[-1] if joined else None
+            if p is not None and p.type == sp.type and sp.type in _JOIN_TYPES and sp.start - p.end <= 1 \
+                    and text[p.end:sp.start] in ("", " "):
+                joined[-1] = Span(p.type, p.start, sp.end, max(p.score, sp.score), p.recognizer)
+            else:
+                joined.append(sp)
+        out = joined
     return out
+
+
+_JOIN_TYPES = frozenset({"PERSON", "STREET_ADDRESS"})
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

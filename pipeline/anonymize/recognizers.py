@@ -31,6 +31,7 @@ _META_CTX = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
 # Building blocks (Unicode-aware: names and places are not ASCII-only).
 # Anna, O'Neil, Jean-Luc, Maria-Theresia, Hans-H., Šárka (at least one lower-case letter: "ABA" is not a name)
 NAME_WORD = r"\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{Lo}]*\p{Ll}(?:[\-'’]\p{Lu}?[\p{Ll}\p{Lo}]*\p{Ll})*(?:-\p{Lu}\.)?"
+MAX_NAME_CHARS = 80  # longest tagged name PersonMentionRecognizer searches for again
 NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
 NAME_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|el|ter|ten|y)"
 NAME_SUFFIX = r"(?:[ \t]+(?:Jr|Sr|II|III|IV)\b\.?)?"  # Koch II, Smith Jr.
@@ -179,6 +180,9 @@ class CardNumberRecognizer(RegexRecognizer):
         # would fail the whole run closed (tests/test_properties.py::test_no_planted_value_survives)
         ("irregular grouping", _B + r"(?P<pii>[2-6]\d{1,6}([ \-])\d{2,7}(?:\2\d{1,7}){1,4})" + _E, 0.5, 0.9),
         ("compact 12", _B + r"(?P<pii>[56]\d{11})" + _E, None, 0.8),
+        ("jcb legacy 15", _B + r"(?P<pii>(?:1800|2131)\d{11})" + _E, 0.6, 0.95),
+        # any other issuer prefix, Luhn-valid, only next to a card word ("my card 1800...", "card no 7...")
+        ("compact 13-19 with card context", _B + r"(?P<pii>[0-9]\d{12,18})" + _E, None, 0.8),
     )
     CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "maestro", "discover", "pan", "cc", "jcb")
     CONTEXT_WINDOW = 40
@@ -351,7 +355,7 @@ class PhoneFinanceRecognizer(PhoneRecognizer):
     CONTEXT = ["phone", "telephone", "tel", "cell", "mobile", "call", "fax", "contact", "whatsapp", "sms", "text",
                "reach", "office", "landline"]
     _CANDIDATE = re.compile(
-        r"(?<![\w+\-./])(?:\+|00)?\(?\d(?:[\d \t().\-/]|\u00a0){5,22}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w\-:]|[.,/]\d)")
+        r"(?<![\w+\-./])(?:\+|00)?\(?\d(?:[\d \t().\-/]|\u00a0){5,22}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w:]|-\d|[.,/]\d)")
     _DATE_INSIDE = re.compile(r"(?:19|20)\d{2}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.](?:19|20)\d{2}")
     _NOT_PHONE = re.compile(r"\d{3}-\d{2}-\d{4}|[1-9]\d{0,8}|(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")
 
@@ -398,8 +402,9 @@ class PhonePatternRecognizer(RegexRecognizer):
 
     ENTITY = "PHONE_NUMBER"
     _B = r"(?<![\w+\-./])"
-    _E = r"(?![\w\-/]|[.,]\d)"
+    _E = r"(?![\w/]|-\d|[.,]\d)"  # "07700 063 966-Fax": a hyphen before a word ends the number
     PATTERNS = (
+        ("intl compact E.164", _B + r"(?P<pii>\+[1-9]\d{7,14})" + _E, 0.7, 0.9),
         ("intl +CC", _B + r"(?P<pii>\+\d{1,3}[ \-.]?(?:\(0?\d{1,4}\)[ \-.]?)?\d{1,5}(?:[ \-.]\d{1,5}){1,5})" + _E, 0.7, 0.9),
         ("00CC", _B + r"(?P<pii>00[1-9]\d{0,2}[ \-.]\d{1,5}(?:[ \-.]\d{1,5}){1,5})" + _E, None, 0.8),
         ("cued national",
@@ -708,6 +713,8 @@ class PersonMentionRecognizer(EntityRecognizer):
         needles: set[str] = set()
         for e in persons:
             t = e.text.strip()
+            if len(t) > MAX_NAME_CHARS or not any(ch.isalpha() for ch in t):
+                continue  # no name is that long or letter-free (and a long needle makes the search quadratic)
             if len(t) >= 3:
                 needles.add(t)
             for part in t.split():

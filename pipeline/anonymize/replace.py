@@ -3,7 +3,7 @@ values, operators applied once per distinct text, column policies and signal col
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -43,10 +43,12 @@ def _scan_texts(rows: dict[str, list], plan: list[ColumnAction]) -> tuple[dict[s
 
 
 def _merge(spans: list[SpanT]) -> list[SpanT]:
-    """Union of overlapping spans (detector spans are disjoint; dictionary hits may overlap them)."""
+    """Union of overlapping spans (detector spans are disjoint; dictionary hits may overlap them). On the same
+    characters the higher score names the type: a known value (dictionary, 1.0) over an NER guess ("Question from
+    John Smith" tagged as a place keeps the customer's PERSON pseudonym)."""
     if not spans:
         return []
-    spans = sorted(spans, key=lambda s: (s[1], -s[2]))
+    spans = sorted(spans, key=lambda s: (s[1], -s[2], -s[3]))
     out = [spans[0]]
     for s in spans[1:]:
         t, a, b, sc, rec = out[-1]
@@ -159,17 +161,82 @@ def collect_structured(dictionary: ValueMatcher, plan: list[ColumnAction], rows:
                     dictionary.add(a.entity_type, v if isinstance(v, str) else str(v))
 
 
-def collect_detected(dictionary: ValueMatcher, texts_and_spans, keep_types: set[str]) -> None:
-    """Add every value the detector found ((texts, spans per text) pairs) to the batch dictionary."""
+# free-text types whose values come from the NER or a loose pattern: their sweep is checked for agreement
+SWEPT_FREE_TEXT_TYPES = NER_TYPES | {"STREET_ADDRESS"}
+# a free-text value is swept into every text only when the detector itself tagged it in at least this share of
+# the distinct texts that contain it: a real name is tagged almost wherever it occurs, while a false positive
+# ("card", "via online", "Alert VELOCITY") is tagged in a handful of the thousands of texts holding it, and
+# sweeping it would erase that phrase from every record
+SWEEP_MIN_AGREEMENT = 0.2
+
+
+def _word_key(value: str) -> Optional[str]:
+    from pipeline.anonymize.gate import _WORD, _nfkc
+
+    toks = _WORD.findall(_nfkc(value))
+    return " ".join(t.casefold() for t in toks) if toks else None
+
+
+class SweepCandidates:
+    """Free-text values (names, places, addresses) found by the detector, before they join the batch dictionary.
+
+    `add` records in how many distinct texts the detector tagged each value, `count` in how many distinct texts it
+    occurs at all, and `commit` adds to the dictionary the values tagged in at least SWEEP_MIN_AGREEMENT of
+    them. One-word values are never swept ('Good', 'Payee', 'card' are too often wrong). Identifiers (checksummed
+    or digit-based) bypass this and always join the dictionary."""
+
+    def __init__(self) -> None:
+        self.matcher = ValueMatcher()
+        self.values: dict[str, tuple[str, str]] = {}  # key -> (type, first value seen)
+        self.tagged: Counter = Counter()
+        self.contains: Counter = Counter()
+        self.withheld = 0
+
+    def add_text(self, text: str, spans) -> None:
+        keys = set()
+        for typ, s, e in spans:
+            v = text[s:e]
+            if len(v.split()) < 2:
+                continue
+            k = _word_key(v)
+            if k is None or not self.matcher.add(typ, v):
+                continue
+            self.values.setdefault(k, (typ, v))
+            keys.add(k)
+        self.tagged.update(keys)
+
+    def count(self, texts) -> None:
+        if not self.values:
+            return
+        for t in texts:
+            hits = self.matcher.find(t)
+            if hits:
+                self.contains.update({_word_key(t[s:e]) for s, e, _ in hits})
+
+    def commit(self, dictionary: ValueMatcher) -> None:
+        for k, (typ, v) in self.values.items():
+            if self.tagged[k] >= SWEEP_MIN_AGREEMENT * max(self.contains[k], self.tagged[k]):
+                dictionary.add(typ, v)
+            else:
+                self.withheld += 1
+
+
+def collect_detected(dictionary: ValueMatcher, texts_and_spans, keep_types: set[str],
+                     candidates: "SweepCandidates") -> None:
+    """Add every identifier the detector found ((texts, spans per text) pairs) to the batch dictionary; free-text
+    values (names, places, addresses) go to `candidates`, which sweeps only those the detector agrees on."""
     for texts, spans in texts_and_spans:
         for t, ss in zip(texts, spans):
+            free = []
             for typ, s, e, _, _ in ss or ():
-                if typ not in keep_types:
-                    v = t[s:e]
-                    # one-word NER hits ('Good', 'Payee') are too often wrong to replace everywhere
-                    if typ in NER_TYPES and len(v.split()) < 2:
-                        continue
-                    dictionary.add(typ, v)
+                if typ in keep_types:
+                    continue
+                if typ in SWEPT_FREE_TEXT_TYPES:
+                    free.append((typ, s, e))
+                else:
+                    dictionary.add(typ, t[s:e])
+            if free:
+                candidates.add_text(t, free)
 
 
 class TextResults:

@@ -60,6 +60,7 @@ from pipeline.anonymize.replace import (
     COLUMN_RECOGNIZER,
     Anonymizer,
     Quarantine,
+    SweepCandidates,
     TextResults,
     anonymize_record,
     collect_detected,
@@ -174,12 +175,14 @@ class _Detected:
     pattern_texts: int
     executor: str
     seconds: float
+    sweep_withheld: int = 0  # free-text values the detector tagged too rarely where they occur to sweep
 
 
 def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_types: set[str],
                  factory: Optional[DetectorFactory], n_parts: int, t0: float) -> _Detected:
     """Detection over all partitions (parallel); spans are kept in `work`, known values in the batch dictionary."""
     dictionary = ValueMatcher()
+    candidates = SweepCandidates()
     record_ids: set[str] = set()
     n_ner = n_pat = 0
     executor = make_executor(cfg, cfg.model_dump_json(), factory, n_parts)
@@ -190,7 +193,7 @@ def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_type
             job, fut = inflight.popleft()
             res = fut.result()
             collect_detected(dictionary, ((job.ner_texts, res.ner_spans), (job.pattern_texts, res.pattern_spans)),
-                             keep_types)
+                             keep_types, candidates)
             with open(work / f"spans_{job.index:06d}.pkl", "wb") as fh:
                 pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -208,7 +211,14 @@ def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_type
             drain_one()
     finally:
         executor.close()
-    return _Detected(dictionary, record_ids, n_ner, n_pat, executor.name, time.perf_counter() - t0)
+    # free-text values join the dictionary only where the detector agrees with itself (replace.SweepCandidates)
+    if candidates.values:
+        for rows in _iter_partitions(src, cfg.partition_rows):
+            ner, _ = scan_texts(rows, plan)
+            candidates.count(ner)
+    candidates.commit(dictionary)
+    return _Detected(dictionary, record_ids, n_ner, n_pat, executor.name, time.perf_counter() - t0,
+                     candidates.withheld)
 
 
 # ===================================================================== pass 2: replace + gate
@@ -462,6 +472,7 @@ def run_anonymize(
             "entities": rp.tally.entities(),
             "dictionary_values": len(det.dictionary),
             "dictionary_sweep_hits": anon.sweep_hits,
+            "dictionary_sweep_withheld": det.sweep_withheld,
             "signals": {c: rp.tally.signals.get(c, 0) for c in SIGNAL_COLUMNS},
             "columns": {a.name: a.action + ("+ner" if a.action == "scan" and a.ner else "") for a in plan},
             "gate": gate_dict,

@@ -19,8 +19,6 @@ from typing import Any, Iterator, Optional
 
 from pipeline.errors import FraudSLMError
 
-NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
-
 
 def settings_digest(anon_params) -> dict[str, Any]:
     """What must match between training and scoring: the anonymize section (detector, entities, operators, registry),
@@ -105,16 +103,15 @@ class TextAnonymizer:
     def anonymize(self, texts: list[str]) -> list[tuple[Optional[str], Optional[str]]]:
         from pipeline.anonymize.gate import LeakageGate, ValueMatcher
 
+        from pipeline.anonymize.replace import SweepCandidates, collect_detected
+
         spans = self._spans(texts)
         dictionary = ValueMatcher()
-        for t, ss in zip(texts, spans):
-            for s in ss or ():
-                if s.type in self.keep_types:
-                    continue
-                v = t[s.start:s.end]
-                if s.type in NER_TYPES and len(v.split()) < 2:  # as the stage: one-word NER hits are too often wrong
-                    continue
-                dictionary.add(s.type, v)
+        candidates = SweepCandidates()  # as the stage: free-text values are swept only where the detector agrees
+        collect_detected(dictionary, [(texts, [[(s.type, s.start, s.end, s.score, "") for s in ss] if ss else ss
+                                                for ss in spans])], set(self.keep_types), candidates)
+        candidates.count(texts)
+        candidates.commit(dictionary)
         gate = LeakageGate(self.min_score, originals=dictionary, allowed_types=self.keep_types)
         out: list[tuple[Optional[str], Optional[str]]] = []
         for i, (t, ss) in enumerate(zip(texts, spans)):

@@ -88,8 +88,10 @@ def model_card(*, provenance: dict[str, Any], metrics: dict[str, Any], counts: d
         "",
         "## Model",
         f"- base model: `{tp['base_model']}` ({provenance['base_model_name']}), new 2-class head (legit / fraud)",
-        f"- LoRA: r={tp['lora_r']}, alpha={tp['lora_alpha']}, dropout={tp['lora_dropout']}, targets "
-        f"{tp['target_modules']}, layers: {'all' if tp['top_k_layers'] is None else 'top ' + str(tp['top_k_layers'])}"
+        (f"- LoRA: r={tp['lora_r']}, alpha={tp['lora_alpha']}, dropout={tp['lora_dropout']}, targets "
+         f"{tp['target_modules']}" if tp.get('peft_method', 'lora') == 'lora' else
+         "- IA3: learned scaling vectors on key, value and the feed-forward output")
+        + f", layers: {'all' if tp['top_k_layers'] is None else 'top ' + str(tp['top_k_layers'])}"
         f"; head trained in full",
         f"- head input: {'masked mean of the last hidden states' if provenance.get('pooling') == 'mean' else 'the architecture default ([CLS] pooler)'}"
         f" (`train.pooling: {provenance.get('pooling', 'cls')}`)",

@@ -452,7 +452,6 @@ def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[st
     if comparison.get("test", {}).get("pr_auc", {}).get("significant_below"):
         warnings_.append("on test, the chosen variant's PR-AUC is significantly below the baseline's")
     anon = anonymizer_settings(params)
-    card_extra = {"true_labels": truth} if truth else {}
     ship = {
         "threshold": crow["threshold"], "labels": {"0": "legit", "1": "fraud"}, "positive_label": "fraud",
         "max_length": max_length, "pooling": prov.get("pooling"), "placeholder_handling": PLACEHOLDER_HANDLING,
@@ -476,7 +475,7 @@ def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[st
                                      scores[hf_name][0][:8])
         if hf_check is not None:
             hf_check["variant"] = hf_name
-        write_text(tmp / "README.md", chosen_model_card(crow, rule, {**ship, **card_extra}, rows, hf_check, prov))
+        write_text(tmp / "README.md", chosen_model_card(crow, rule, ship, rows, hf_check, prov, truth=truth))
     if not cp.keep_variants:
         shutil.rmtree(vdir, ignore_errors=True)
 
@@ -685,8 +684,10 @@ def _hf_loading_check(folder: Path, texts: list[str], expected: np.ndarray) -> O
 
 
 def chosen_model_card(crow: dict[str, Any], rule: dict[str, Any], ship: dict[str, Any], rows: list[dict[str, Any]],
-                      hf_check: Optional[dict[str, Any]], prov: dict[str, Any]) -> str:
-    """README.md of the shipped folder: the CHOSEN variant's own figures (threshold, router, baseline comparison)."""
+                      hf_check: Optional[dict[str, Any]], prov: dict[str, Any],
+                      truth: Optional[dict[str, Any]] = None) -> str:
+    """README.md of the shipped folder: the CHOSEN variant's own figures (threshold, router, baseline comparison;
+    `truth`: the figures against the demo's true labels, when ground truth was given)."""
     def f(x: Any, nd: int = 3) -> str:
         return "n/a" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
@@ -741,7 +742,7 @@ def chosen_model_card(crow: dict[str, Any], rule: dict[str, Any], ship: dict[str
                 lines.append(f"- {split} {m.replace('_', '-').upper()}: {f(d['diff'], 4)} "
                              f"[{f(d['ci_low'], 4)}, {f(d['ci_high'], 4)}]")
         lines.append("")
-    tl = (ship.get("true_labels") or {}).get("versus_baseline_true") or {}
+    tl = (truth or {}).get("versus_baseline_true") or {}
     if tl.get("pr_auc"):
         d = tl["pr_auc"]
         lines += [f"Against the ground truth (demo; test records with a true label): chosen minus baseline PR-AUC "

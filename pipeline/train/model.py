@@ -292,16 +292,34 @@ def bnb_config():  # pragma: no cover - CUDA only
 # LoRA
 
 
+# IA3 on a BERT-family encoder (peft's own mapping for "bert"; the fraudslm head wraps a BertModel)
+IA3_TARGETS = ["key", "value", "output.dense"]
+IA3_FEEDFORWARD = ["output.dense"]
+
+
 def lora_config(tp, num_layers: int):
-    """peft LoraConfig from train params; `top_k_layers` restricts LoRA to the top k encoder layers."""
-    from peft import LoraConfig, TaskType
+    """peft config from train params: LoraConfig (`peft_method: lora`) or IA3Config (`ia3`); `top_k_layers`
+    restricts either to the top k encoder layers."""
+    from peft import IA3Config, LoraConfig, TaskType
 
     kwargs: dict[str, Any] = {}
+    layers: Optional[list[int]] = None
     if tp.top_k_layers is not None:
         if tp.top_k_layers > num_layers:
             raise ConfigError(f"train.top_k_layers: {tp.top_k_layers} exceeds the model's {num_layers} layers")
-        kwargs.update(layers_to_transform=list(range(num_layers - tp.top_k_layers, num_layers)),
-                      layers_pattern="layer")
+        layers = list(range(num_layers - tp.top_k_layers, num_layers))
+        kwargs.update(layers_to_transform=layers, layers_pattern="layer")
+    if getattr(tp, "peft_method", "lora") == "ia3":
+        if tp.loraplus_lr_ratio:
+            raise ConfigError("train.loraplus_lr_ratio applies to peft_method lora only (set it to null for ia3)")
+        targets: Any = list(IA3_TARGETS)
+        feedforward: Any = list(IA3_FEEDFORWARD)
+        if layers is not None:  # IA3Config has no layers_to_transform: module-name regexes (full match) instead
+            alt = "|".join(str(i) for i in layers)
+            targets = rf".*\.layer\.(?:{alt})\..*(?:key|value|output\.dense)"
+            feedforward = rf".*\.layer\.(?:{alt})\..*output\.dense"
+        return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=targets, feedforward_modules=feedforward,
+                         modules_to_save=["classifier"])
     return LoraConfig(task_type=TaskType.SEQ_CLS, r=tp.lora_r, lora_alpha=tp.lora_alpha, lora_dropout=tp.lora_dropout,
                       target_modules=list(tp.target_modules), modules_to_save=["classifier"], bias="none", **kwargs)
 

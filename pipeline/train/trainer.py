@@ -94,12 +94,14 @@ def _tidy_adapter(folder: Path, base_label: str) -> None:
     with the hash seed) and a README template naming the base model's absolute path under `.venv`."""
     cfg_path = folder / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if isinstance(cfg.get("target_modules"), list):
-        cfg["target_modules"] = sorted(cfg["target_modules"])
+    for key in ("target_modules", "feedforward_modules"):  # IA3 has both
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
     write_json(cfg_path, cfg)
     write_text(folder / "README.md",
-               "# fraudslm LoRA adapter\n\n"
-               f"LoRA adapter (peft) for the fraud classifier, base model: {base_label}. Load it with "
+               "# fraudslm adapter\n\n"
+               f"{cfg.get('peft_type', 'LORA')} adapter (peft) for the fraud classifier, base model: {base_label}. "
+               "Load it with "
                "`peft.PeftModel.from_pretrained(base, this_folder)`, or use the merged model in `../merged`.\n"
                "Training data, figures and limitations: `../model_card.md`.\n")
 

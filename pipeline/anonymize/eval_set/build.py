@@ -15,7 +15,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-VERSION = "v1"
+VERSION = "v2"  # v2: "card ending" digits are a card's last four, unlabelled as in the demo (v1 called them CVV)
 SEED = 917_331  # used nowhere else in the project (demo seeds: params / tests)
 MIN_PER_TYPE = 420
 MAX_TEXTS = 8000
@@ -37,7 +37,7 @@ EVAL_TEMPLATES = [
     "Login from {IP} for user {EMAIL} flagged; holder {NAME} denies it.",
     "Wire to {NAME}, {IBAN}, BIC {BIC}, reference invoice.",
     "Account {ACCOUNT}, routing {ROUTING}, owner {NAME}. SSN on file {SSN}.",
-    "hi its {NAME_LOWER}, card ending {CVV} got blocked?? call me {PHONE}",
+    "hi its {NAME_LOWER}, card ending {LAST4} got blocked?? call me {PHONE}",
     "Card {CARD} exp {EXPIRY} cvv {CVV}, used at 3am from IP {IP}.",
     "Mail returned from {ADDR}; customer {NAME} asked us to update it.",
     "Fraud team: {NAME_UPPER} reported the parcel scam, DOB {DOB}.",

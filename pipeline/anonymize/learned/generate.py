@@ -26,7 +26,7 @@ import random
 import re
 from typing import Any, Callable, Iterator, Optional
 
-GENERATOR_VERSION = "pii-gen-1.3"
+GENERATOR_VERSION = "pii-gen-1.4"
 TRAIN_SEED = 20_260_117
 HELDOUT_SEED = 73_310_442
 
@@ -278,6 +278,23 @@ STYLES: dict[str, list[str]] = {"chat": CHAT, "email": EMAIL, "case_note": CASE,
                                 "address": ADDRESS, "narrative": NARRATIVE, "negative": NEGATIVE}
 STYLE_WEIGHTS = {"chat": 20, "email": 12, "case_note": 18, "kyc": 10, "memo": 12, "address": 10, "narrative": 16,
                  "negative": 12}
+# counterfactual negatives (pii-gen-1.4): a share of the non-negative texts keep their template but get these
+# non-identifying words in the name and address slots (places keep real names), unlabelled, so the model learns that a name-shaped
+# context alone ("thanks ___", "Customer ___ called") is not a name. Role nouns, pronouns and desk names only.
+CF_RATE = 0.3
+CF_FILLERS = {
+    "PERSON": ["the customer", "my son", "my daughter", "my husband", "my wife", "my mum", "my dad", "the caller",
+               "our agent", "the agent", "someone", "a friend", "the courier", "him", "her", "them", "the landlord",
+               "the team lead", "my niece", "my nephew", "support", "the manager", "the merchant", "the seller",
+               "the buyer", "a colleague", "the holder", "the account holder", "the beneficiary", "the teller",
+               "the investigator", "the victim", "Customer Services", "Fraud Team", "Card Services", "the Bank",
+               "Branch Manager", "Support Desk", "Security", "the Duty Officer", "mate", "everyone", "all", "guys",
+               "the sender", "the payee", "the recipient", "nobody", "the officer", "the solicitor", "the driver"],
+    "STREET_ADDRESS": ["the branch", "home", "my old address", "the office", "the post office", "the usual address",
+                       "the address on file", "work", "the depot", "the same place", "the shop", "the hotel",
+                       "the new flat", "the Head Office", "Reception", "the Main Branch", "the front desk",
+                       "the parcel locker", "my parents' place", "the counter"],
+}
 NATIONALITIES = ["Irish", "British", "German", "French", "Polish", "Nigerian", "Indian", "Brazilian", "Turkish",
                  "Dutch", "Spanish", "Italian", "Egyptian", "Chinese", "Filipino", "Canadian", "American"]
 
@@ -368,12 +385,7 @@ class Generator:
             name = f"{first} {last} {rng.choice(SUFFIXES)}"
         else:
             name = f"{first} {last}"
-        r = rng.random()
-        if r < 0.07:
-            name = name.lower()
-        elif r < 0.13:
-            name = name.upper()
-        return name
+        return self._random_case(name, 0.07, 0.06)
 
     def title_person(self) -> tuple[str, str]:
         t = self.rng.choice(TITLES)
@@ -493,11 +505,15 @@ class Generator:
             s = st
         if co and k != 5:
             s = f"{s}, {co}"
-        r = rng.random()
-        if r < 0.06:
-            s = s.lower()
-        elif r < 0.12:
-            s = s.upper()
+        return self._random_case(s, 0.06, 0.06)
+
+    def _random_case(self, s: str, p_lower: float, p_upper: float) -> str:
+        """`s` lower-cased with probability p_lower, upper-cased with p_upper, else as is (one draw)."""
+        r = self.rng.random()
+        if r < p_lower:
+            return s.lower()
+        if r < p_lower + p_upper:
+            return s.upper()
         return s
 
     def phone(self) -> str:
@@ -597,6 +613,7 @@ class Generator:
         rng = self.rng
         style = rng.choices(self.styles, self.weights)[0]
         template = rng.choice(STYLES[style])
+        cf = style != "negative" and rng.random() < CF_RATE  # counterfactual: name/address slots unfilled
         case = "as_is"
         if style == "chat" and rng.random() < 0.25:
             case = "lower"
@@ -612,7 +629,11 @@ class Generator:
             lit = _case(lit, case)
             parts.append(lit)
             pos += len(lit)
-            v, labs = self.value(m.group(1))
+            cf_label = NER_LABEL.get(m.group(1)) if cf else None
+            if cf_label in CF_FILLERS:
+                v, labs = rng.choice(CF_FILLERS[cf_label]), []
+            else:
+                v, labs = self.value(m.group(1))
             v2 = _case(v, case)
             if len(v2) != len(v):  # a case change that alters length (e.g. German sharp s): keep as is
                 v2 = v

@@ -12,7 +12,6 @@ GPE, ORG, DATE, TIME, NORP from the generator.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -189,6 +188,8 @@ def _version(metadata, name: str) -> str:
 
 
 def model_card(rec: dict[str, Any], seconds: float) -> str:
+    from pipeline.anonymize.learned import generate as G
+
     g = rec["generator"]
     b, a = rec["heldout_ner_only"]["before_stock_ner"], rec["heldout_ner_only"]["after_learned_ner"]
     rows = []
@@ -210,7 +211,9 @@ A spaCy NER pipeline (one `ner` component with its own tok2vec, no parser/tagger
 ## Training data
 Generator `pipeline/anonymize/learned/generate.py` version **{g['version']}**: Faker in 35 locales plus the
 project's own names (particles, apostrophes, Al-/O'/Mc prefixes, lower-case and ALL-CAPS) and templates (chats,
-e-mails, case notes, KYC notes, transaction memos, address blocks, narratives, PII-free negatives).
+e-mails, case notes, KYC notes, transaction memos, address blocks, narratives, PII-free negatives), and
+counterfactual negatives: {G.CF_RATE:.0%} of the other texts keep their template with role nouns ("the customer",
+"my son", "Fraud Team", "the branch") unlabelled in the name and address slots.
 Training corpus: seed {g['train_seed']}, {g['train_records']} texts, sha256 `{g['train_sha256']}`.
 Held-out corpus (never trained on): seed {g['heldout_seed']}, {g['heldout_records']} texts, sha256 `{g['heldout_sha256']}`.
 No presidio-evaluator / presidio-research template and nothing from `../shared/data/pii_benchmark` is used; the
