@@ -512,6 +512,12 @@ def headline(results: Path = RESULTS) -> str:
                      f"{_f(_g(xs, 'slm', 'pr_auc'))} / {_f(_g(xs, 'slm', 'f1'))} (baseline "
                      f"{_f(_g(xs, 'baseline', 'pr_auc'))} / {_f(_g(xs, 'baseline', 'f1'))})",
                      "`python -m benchmarks.bench_slm_datasets --only cross`"])
+    pm = {r.get("method"): r for r in (load("peft_methods.json").get("methods") or []) if "error" not in r}
+    if pm:
+        rows.append(["peft methods on the demo splits: " + " / ".join(f"`{k}`" for k in pm)
+                     + ": test PR-AUC (trainable parameters)",
+                     " / ".join(f"{_f(r.get('test_pr_auc'))} ({_f(r.get('trainable_params'))})" for r in pm.values()),
+                     "`python -m benchmarks.bench_peft_methods`"])
     if _g(dm, "target", "seconds") is not None:
         rows.append(["demo generator, 100,000 records", f"{_f(_g(dm, 'target', 'seconds'), 1)} s",
                      "`python -m benchmarks.bench_demo`"])

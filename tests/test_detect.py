@@ -104,6 +104,9 @@ GOLDEN = [
     ("fax\n+447700677662 mobile", "PHONE_NUMBER", "+447700677662"),  # compact E.164, unallocated range
     ("Office\\,07700 063 966-Fax", "PHONE_NUMBER", "07700 063 966"),  # a hyphen before a word ends it
     ("I want to cancel my card 180000826105910 because I lost it", "CREDIT_CARD", "180000826105910"),  # JCB 15
+    # whatever the leakage gate's own patterns would flag is detected first (GatePatternRecognizer)
+    ("mail me at jo.b@shop-deals.zzz now", "EMAIL_ADDRESS", "jo.b@shop-deals.zzz"),
+    ("WIN! txt+447911123456 to claim", "PHONE_NUMBER", "+447911123456"),
     # addresses
     ("I live at 221B Baker Street, London NW1 6XE now", "STREET_ADDRESS", "221B Baker Street, London NW1 6XE"),
     ("send to 1600 Pennsylvania Avenue NW, Washington, DC 20500.", "STREET_ADDRESS",

@@ -814,3 +814,32 @@ class TimestampRecognizer(RegexRecognizer):
         ("iso datetime", r"(?<![\w\-])(?P<pii>(?:19|20)\d{2}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?)?)(?![\w\-])", 0.6, 0.6),
         ("date", rf"(?<![\w/\-.])(?P<pii>{DATE_PATTERN})(?![\w/\-]|[.]\d)", 0.5, 0.5),
     )
+
+
+# ------------------------------------------------------------------------------------------- gate patterns
+class GatePatternRecognizer(EntityRecognizer):
+    """The leakage gate's own pattern scan (`gate.pattern_findings`: e-mails with any top-level domain, Luhn cards,
+    SSN, ABA, IBAN, libphonenumber's matcher) as a recognizer, so that whatever the gate would flag at its
+    threshold is detected and replaced first. Without it an address at an unusual domain ("x@shop.zzz") or a number
+    glued to a word ("txt+447700900123") passes the detector, then fails the whole run at the gate."""
+
+    ENTITIES = ["EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN", "ABA_ROUTING", "PHONE_NUMBER", "IBAN_CODE"]
+    MIN_SCORE = 0.85  # the gate's default anonymize.gate.min_score: findings at or above it fail the gate
+
+    def __init__(self, supported_language: str = "en", supported_entities: Optional[list[str]] = None,
+                 min_score: float = MIN_SCORE, name: Optional[str] = None, **kwargs) -> None:
+        self.min_score = float(min_score)
+        super().__init__(supported_entities=supported_entities or list(self.ENTITIES),
+                         supported_language=supported_language, name=name or "GatePatternRecognizer", context=None)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        from pipeline.anonymize.gate import pattern_findings
+
+        want = set(entities or self.supported_entities) & set(self.supported_entities)
+        return [RecognizerResult(entity_type=f.type, start=f.start, end=f.end, score=f.score,
+                                 analysis_explanation=None,
+                                 recognition_metadata={_META_NAME: self.name, _META_ID: self.id})
+                for f in pattern_findings(text) if f.type in want and f.score >= self.min_score]
