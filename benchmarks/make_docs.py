@@ -138,6 +138,13 @@ def pii_quality(d: dict) -> list[str]:
             rows.append(["character precision", ""] + [_g(block, c, "char_precision") for c in names])
             out += [f"`{sname}` ({_f(block.get('texts'))} texts):", ""]
             out += _table(["gold type", "n"] + names, rows)
+    sms = d.get("sms_tag_rates") or {}
+    if sms:
+        out += [f"Over-tagging on real informal text (no gold spans): share of {_f(sms.get('texts'))} texts of "
+                f"{sms.get('source', '?')} in which a detector finds each type.", ""]
+        out += _table(["detector", "PERSON", "STREET_ADDRESS", "LOCATION"],
+                      [[k, _g(sms, k, "PERSON"), _g(sms, k, "STREET_ADDRESS"), _g(sms, k, "LOCATION")]
+                       for k in ("before_stock_ner", "after") if k in sms])
     return out
 
 
