@@ -351,6 +351,15 @@ def speed(work: Path, n: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------- main
+def _commit() -> str | None:
+    """The commit the figures were measured at (None outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny data, one seed, 5% only (smoke run)")
@@ -382,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "bench_label_noise", "issue": 22, "quick": args.quick,
         "command": "python -m benchmarks.bench_label_noise" + (" --quick" if args.quick else ""),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "code_commit": _commit(),
         "selection_rule": SELECTION_RULE,
         "standard_recipe": "char_wb(2,5) sublinear TF-IDF + LogisticRegression(C=1), 5-fold stratified OOF, "
                            "cleanlab.filter.find_label_issues defaults; same records, same noisy labels, same run",
