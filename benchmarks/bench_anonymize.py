@@ -58,7 +58,7 @@ def bench_stage(inp: Path, out: Path, workers: int) -> dict:
 
     params = load_params(
         REPO / "params.yaml",
-        {"anonymize.workers": workers, "anonymize.executor": "local", "anonymize.partition_rows": 250,
+        {"anonymize.workers": workers, "anonymize.executor": "local",
          "anonymize.registry": str(REPO / "schemas" / "recognizers.yaml")},
     )
     _detector(params.anonymize.model_dump_json(), None)  # the build run_anonymize would do first (cached)

@@ -149,7 +149,8 @@ class AnonymizeParams(_Section):
     dask_address: Optional[str] = Field(
         None, description="Dask scheduler address (tcp://host:8786); null with executor=dask starts a LocalCluster")
     workers: int = Field(2, ge=1, description="detection processes (local) or LocalCluster workers (dask)")
-    partition_rows: int = Field(2000, ge=1, description="records per partition sent to a worker")
+    partition_rows: int = Field(2000, ge=1, description="records per partition sent to a worker (at most; a small input "
+                                "is cut into at least 8 partitions of 250+ records, so every worker has work)")
     default_operator: Operator = Field("pseudonymize", description="operator for types without an `operators` entry")
     operators: dict[str, Union[Operator, OperatorSpec]] = Field(
         default_factory=dict, description="per entity type: an operator name or {operator, keep_last, masking_char}")

@@ -312,6 +312,18 @@ def _same_outputs(a: Path, b: Path) -> None:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
 
 
+def test_partition_size_depends_on_row_count_only():
+    """Small inputs are cut into at least 8 partitions (of 250+ records) so every worker has work; large ones use
+    anonymize.partition_rows."""
+    from pipeline.anonymize.stage import partition_size
+
+    assert partition_size(2899, 2000) == 363 and -(-2899 // 363) == 8
+    assert partition_size(7717, 2000) == 965
+    assert partition_size(100_000, 2000) == 2000
+    assert partition_size(1000, 2000) == 250 and partition_size(10, 2000) == 250
+    assert partition_size(48, 10) == 10 and partition_size(0, 2000) == 250
+
+
 def test_in_process_and_process_pool_give_identical_bytes(tmp_path):
     inp = _executor_input(tmp_path / "in")
     a = run_anonymize(inp, tmp_path / "inproc", _params(**{"anonymize.partition_rows": 10}))

@@ -418,6 +418,69 @@ def test_detect_pii_process_pool_gives_the_same_lines(tmp_path):
     assert [r.get("id") for r in rows] == ["0", None, "2", "3", "4", "5", "6"] and rows[1]["line"] == 2
 
 
+def test_context_enhancement_shortcut_matches_presidio(det_eval):
+    """`Detector._enhance` (only results whose recognizer has context words go through the lemma enhancer) gives the
+    same results, scores and order as Presidio's `AnalyzerEngine._enhance_using_context`."""
+    from presidio_analyzer import RecognizerResult as RR
+
+    texts = ["Call me on my mobile 020 7946 0958 or tel +44 20 7946 0958, Anna Schmidt",
+             "routing number 021000021 account 123456789 for John Smith at 12 High Street, London",
+             "card 4111 1111 1111 1111 exp 12/27 cvv 123, ssn 078-05-1120, dob 1984-03-12",
+             "Payee Maria Garcia, IBAN DE89 3704 0044 0532 0130 00, BIC DEUTDEFF, mail maria@acme-corp.com",
+             "nothing to see here"]
+    recs = det_eval._recognizers_ner
+    compared = 0
+    for text in texts:
+        doc = det_eval._nlp(text)
+        art = det_eval.engine._doc_to_nlp_artifact(doc, "en")
+        raw = []
+        for rec in recs:
+            for r in rec.analyze(text=text, entities=det_eval.entities, nlp_artifacts=art) or []:
+                md = r.recognition_metadata = r.recognition_metadata or {}
+                md.setdefault(RR.RECOGNIZER_IDENTIFIER_KEY, rec.id)
+                md.setdefault(RR.RECOGNIZER_NAME_KEY, rec.name)
+                raw.append(r)
+        todo = [r for r in raw if not r.recognition_metadata.get(RR.IS_SCORE_ENHANCED_BY_CONTEXT_KEY)]
+        ours = det_eval._enhance(text, list(todo), art, recs)
+        ref = det_eval.analyzer._enhance_using_context(text, list(todo), art, recs, None)
+        assert [(r.entity_type, r.start, r.end, r.score) for r in ours] == \
+            [(r.entity_type, r.start, r.end, r.score) for r in ref]
+        compared += len(ref)
+    assert compared >= 10
+
+
+def test_detect_pii_repeated_texts_analysed_once(tmp_path):
+    """A text repeated across batches is analysed once and every copy gets its first occurrence's spans, with a
+    tiny memory (forgotten texts are analysed again) as with a large one, on one process and on a pool."""
+    from pipeline.anonymize.detect import detect_pii_file
+    from pipeline.config import load_params
+
+    base = ["Call +44 20 7946 0958, Anna Schmidt", "card 4111 1111 1111 1111", "nothing here",
+            "Payee John Smith, 12 High Street, London"]
+    order = [0, 1, 0, 2, 3, 1, 1, 0, 3, 2, 0]
+    inp = tmp_path / "texts.jsonl"
+    inp.write_text("".join(json.dumps({"id": i, "text": base[k]}) + "\n" for i, k in enumerate(order)), "utf-8")
+    outs = []
+    for workers, cache in ((1, 50_000), (2, 50_000), (1, 1), (2, 2)):
+        p = load_params(PARAMS, {"anonymize.workers": workers,
+                                 "anonymize.registry": str(REPO_ROOT / "schemas" / "recognizers.yaml")})
+        out = tmp_path / f"spans_{workers}_{cache}.jsonl"
+        m = detect_pii_file(inp, out, p, batch_lines=3, dedup_cache=cache)
+        assert m["records"] == len(order) and m["bad_lines"] == 0
+        if cache > len(base):
+            assert m["texts_analysed"] == len(base)
+        else:
+            assert len(base) <= m["texts_analysed"] <= len(order)
+        outs.append(out.read_bytes())
+        rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+        assert [r["id"] for r in rows] == [str(i) for i in range(len(order))]
+        first = {}
+        for r, k in zip(rows, order):
+            assert r["entities"] == first.setdefault(k, r["entities"])
+        assert first[0] and first[1] and not first[2] and first[3]
+    assert len(set(outs)) == 1
+
+
 # ---------------------------------------------------------------------------------------- quality floors
 def test_demo_recall(det, small_demo):
     """Free-text fields of a small demo: every planted structured identifier is found (type-agnostic coverage)."""

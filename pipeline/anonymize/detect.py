@@ -427,6 +427,7 @@ class Detector:
         if unknown:
             raise ConfigError(f"anonymize.entities: no recognizer in {self._registry_path} reports {', '.join(unknown)}")
         self.entities = sorted(set(entities))
+        self._ctx_plans: dict = {}
         self._recognizers_ner = self._select(self.entities)
         self._recognizers_regex = [r for r in self._recognizers_ner if not _is_ner_recognizer(r)]
 
@@ -470,9 +471,39 @@ class Detector:
         needs_ctx = [r for r in results if not r.recognition_metadata.get(RR.IS_SCORE_ENHANCED_BY_CONTEXT_KEY)]
         if needs_ctx:
             done = [r for r in results if r.recognition_metadata.get(RR.IS_SCORE_ENHANCED_BY_CONTEXT_KEY)]
-            needs_ctx = self.analyzer._enhance_using_context(text, needs_ctx, artifacts, recognizers, None)
+            needs_ctx = self._enhance(text, needs_ctx, artifacts, recognizers)
             results = done + needs_ctx
         return [r for r in results if r.entity_type in ents and r.score >= self.threshold]
+
+    def _enhance(self, text: str, results: list, artifacts, recognizers: list) -> list:
+        """Presidio's context enhancement (`AnalyzerEngine._enhance_using_context`), same result and order, without
+        its cost for results whose recognizer has no context words: Presidio groups the results by recognizer (in
+        `recognizers` order), then deep-copies every result and looks up the lemmas around each one, only to skip
+        those. When no recognizer overrides the recognizer-level hook, the grouping is done here and only the
+        results whose recognizer has context words go through the lemma enhancer."""
+        from presidio_analyzer import EntityRecognizer
+        from presidio_analyzer import RecognizerResult as RR
+
+        key = tuple(r.id for r in recognizers)
+        plan = self._ctx_plans.get(key)
+        if plan is None:
+            custom = any(type(r).enhance_using_context is not EntityRecognizer.enhance_using_context
+                         for r in recognizers)
+            plan = None if custom else ({rid: i for i, rid in enumerate(key)},
+                                        {r.id for r in recognizers if r.context})
+            self._ctx_plans[key] = plan or False
+        if not plan:  # a recognizer with its own hook: Presidio's path as is
+            return self.analyzer._enhance_using_context(text, results, artifacts, recognizers, None)
+        order, with_ctx = plan
+        idk = RR.RECOGNIZER_IDENTIFIER_KEY
+        grouped = sorted((r for r in results if r.recognition_metadata[idk] in order),
+                         key=lambda r: order[r.recognition_metadata[idk]])  # stable: Presidio's order
+        todo = [r for r in grouped if r.recognition_metadata[idk] in with_ctx]
+        if not todo:
+            return grouped
+        enhanced = iter(self.analyzer.context_aware_enhancer.enhance_using_context(
+            text=text, raw_results=todo, nlp_artifacts=artifacts, recognizers=recognizers, context=None))
+        return [next(enhanced) if r.recognition_metadata[idk] in with_ctx else r for r in grouped]
 
     def _chunks(self, text: str) -> list[tuple[int, str]]:
         n, size = len(text), self.max_chunk
@@ -588,7 +619,8 @@ def detect_pii_factory(cfg: "AnonymizeParams") -> Detector:
     return build_detector(cfg, entities=list(cfg.entities) + list(getattr(cfg, "eval_extra_entities", [])))
 
 
-def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 512) -> dict[str, Any]:
+def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 256,
+                    dedup_cache: int = 50_000) -> dict[str, Any]:
     """`fraudslm detect-pii --in texts.jsonl --out spans.jsonl`.
 
     Input: JSONL `{"id", "text"}`. Output (same order): `{"id", "entities": [{"type","start","end","score"}]}`.
@@ -598,8 +630,12 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 5
     `<stem>.metrics.json` (counts only, no values). Batches of `batch_lines` lines run on the anonymize stage's
     executor (`anonymize.workers` processes, the detector loaded once and shared by fork where safe); a text whose
     analysis throws gets an error line naming the exception type only.
+
+    A text seen earlier in the file (by its keyed digest, the last `dedup_cache` distinct texts remembered) is not
+    analysed again: it gets the spans of its first occurrence (detection is a function of the text alone).
     """
-    from collections import deque
+    import hashlib
+    from collections import OrderedDict, deque
 
     from pipeline.anonymize.executors import Job, make_executor
     from pipeline.io import atomic_path, write_json
@@ -617,42 +653,88 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 5
     with open(inp, "rb") as fh:
         n_lines = sum(1 for _ in fh)
     executor = make_executor(ap, ap.model_dump_json(), detect_pii_factory, -(-n_lines // batch_lines))
+    # digest -> (entities, error) of texts already written; `first` marks digests sent in a batch not yet written;
+    # `refs` counts later lines waiting for a digest (kept out of eviction until they are written)
+    cache: OrderedDict[bytes, tuple[Optional[list], Optional[str]]] = OrderedDict()
+    first: set[bytes] = set()
+    refs: Counter = Counter()
+    n_analysed = 0
 
-    def write(batch: list[tuple[int, str, str]], res, fh) -> None:
+    def digest(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def write(batch: list[tuple[int, str, bytes, bool]], res, fh) -> None:
         nonlocal n_entities
-        for i, ((lineno, rid, _), ss) in enumerate(zip(batch, res.ner_spans)):
-            if ss is None:
-                err = res.ner_errors.get(i, "detect_failed")
+        k = 0
+        for lineno, rid, h, new in batch:
+            if new:
+                ss = res.ner_spans[k]
+                err = res.ner_errors.get(k, "detect_failed") if ss is None else None
+                k += 1
+                ents = None if ss is None else [{"type": t, "start": st, "end": en, "score": sc}
+                                                for t, st, en, sc, _ in ss]
+                cache[h] = (ents, err)
+                first.discard(h)
+            else:
+                ents, err = cache[h]
+                cache.move_to_end(h)
+                refs[h] -= 1
+                if refs[h] <= 0:
+                    del refs[h]
+            if ents is None:
                 print(f"fraudslm: {inp}: line {lineno}: analysis failed ({err.split(':', 1)[-1]})", file=sys.stderr)
                 fh.write(json.dumps({"id": rid, "line": lineno, "error": err}) + "\n")
                 ledger.quarantine(src, "detect_failed")
                 continue
-            ents = [{"type": t, "start": st, "end": en, "score": sc} for t, st, en, sc, _ in ss]
             per_type.update(e["type"] for e in ents)
             n_entities += len(ents)
             fh.write(json.dumps({"id": rid, "entities": ents}, ensure_ascii=False) + "\n")
             ledger.accept(src)
+        while len(cache) > dedup_cache:  # forget the oldest, except digests later lines still wait for
+            h, v = cache.popitem(last=False)
+            if h in refs:
+                cache[h] = v
+                if all(x in refs for x in cache):
+                    break
 
     # items in output order: ("batch", lines, future) or ("bad", line) ; at most `slots` batches in flight
     pending: deque = deque()
     in_flight = 0
 
     def submit(batch: list[tuple[int, str, str]]) -> None:
-        nonlocal in_flight
-        if batch:
-            pending.append(("batch", batch, executor.submit(Job(len(pending), [t for _, _, t in batch], []))))
+        nonlocal in_flight, n_analysed
+        if not batch:
+            return
+        lines, texts = [], []
+        for lineno, rid, text in batch:
+            h = digest(text)
+            new = h not in cache and h not in first
+            if new:
+                first.add(h)
+                texts.append(text)
+            else:
+                refs[h] += 1
+                if h in cache:
+                    cache.move_to_end(h)
+            lines.append((lineno, rid, h, new))
+        n_analysed += len(texts)
+        if texts:
+            pending.append(("batch", lines, executor.submit(Job(len(pending), texts, []))))
             in_flight += 1
+        else:
+            pending.append(("batch", lines, None))
 
     def drain(fh, keep: int) -> None:
         nonlocal in_flight
-        while pending and (in_flight > keep or pending[0][0] == "bad"):
+        while pending and (in_flight > keep or pending[0][0] == "bad" or pending[0][2] is None):
             kind, item, fut = pending.popleft()
             if kind == "bad":
                 lineno, rid, err = item
                 fh.write(json.dumps({"id": rid, "line": lineno, "error": err}) + "\n")
                 continue
-            in_flight -= 1
-            write(item, fut.result(), fh)
+            if fut is not None:
+                in_flight -= 1
+            write(item, fut.result() if fut is not None else None, fh)
 
     try:
         with atomic_path(out, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
@@ -682,6 +764,7 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 5
         "entities": n_entities,
         "entities_by_type": dict(sorted(per_type.items())),
         "entity_types": entity_types,
+        "texts_analysed": n_analysed,
         "spacy_model": ap.spacy_model,
         "pii_model": ap.pii_model,
         "score_threshold": ap.score_threshold,

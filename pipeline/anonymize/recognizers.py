@@ -12,6 +12,7 @@ Presidio's lemma enhancer does not boost them twice.
 
 from __future__ import annotations
 
+import re as _stdre
 from typing import ClassVar, Iterable, Optional, Sequence
 
 import regex as re
@@ -724,8 +725,10 @@ class PersonMentionRecognizer(EntityRecognizer):
         if needles:
             # one alternation per text (longest first), not one compiled pattern per name: the parts of a longer
             # match are covered by it
-            alt = "|".join(re.escape(n) for n in sorted(needles, key=lambda n: (-len(n), n)))
-            for m in re.finditer(rf"(?<![\w])(?:{alt})(?![\w])", text):
+            # (the standard library's re: this pattern is new for every text, and its compiler is several times
+            # faster than the `regex` module's; same matches for a literal alternation)
+            alt = "|".join(_stdre.escape(n) for n in sorted(needles, key=lambda n: (-len(n), n)))
+            for m in _stdre.finditer(rf"(?<![\w])(?:{alt})(?![\w])", text):
                 if (m.start(), m.end()) not in known:
                     out.append(self._result(entity, m.start(), m.end(), 0.6, "repeated mention"))
         # (2) lists that contain a tagged name

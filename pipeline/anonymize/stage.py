@@ -2,7 +2,8 @@
 
 Flow (outputs are staged in a private temp folder and reach `out` only when the leakage gate passes):
 
-1. **detect** (parallel): the input is read in partitions of `anonymize.partition_rows` records; each partition's
+1. **detect** (parallel): the input is read in partitions of `anonymize.partition_rows` records (fewer for a small
+   input, so that it still makes MIN_PARTITIONS partitions for the workers to share); each partition's
    distinct scanned texts are sent to a worker (in-process, a local process pool of `workers` processes, or a Dask
    cluster), whose detector is built once per process. Workers return spans only (positions, types, scores).
    A text whose analysis throws is retried alone; if it still throws, its records are quarantined.
@@ -101,6 +102,17 @@ QUARANTINE_SCHEMA = pa.schema(
 DATA_FILES = ("records.parquet", "entities.parquet", "quarantine.parquet")
 
 
+MIN_PARTITIONS = 8  # a small input is cut finer, so that every worker has work until the end (load balance)
+MIN_PARTITION_ROWS = 250
+
+
+def partition_size(n_rows: int, partition_rows: int) -> int:
+    """Records per partition: `anonymize.partition_rows`, or fewer for an input of under MIN_PARTITIONS such
+    partitions (at least MIN_PARTITION_ROWS). It depends on the row count only, never on the worker count, so the
+    output stays byte-identical across executors and workers."""
+    return max(1, min(partition_rows, max(MIN_PARTITION_ROWS, -(-n_rows // MIN_PARTITIONS))))
+
+
 def _iter_partitions(path: Path, rows: int) -> Iterator[dict[str, list]]:
     pf = pq.ParquetFile(path)
     for batch in pf.iter_batches(batch_size=rows):
@@ -179,7 +191,7 @@ class _Detected:
 
 
 def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_types: set[str],
-                 factory: Optional[DetectorFactory], n_parts: int, t0: float) -> _Detected:
+                 factory: Optional[DetectorFactory], n_parts: int, part_rows: int, t0: float) -> _Detected:
     """Detection over all partitions (parallel); spans are kept in `work`, known values in the batch dictionary."""
     dictionary = ValueMatcher()
     candidates = SweepCandidates()
@@ -197,7 +209,7 @@ def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_type
             with open(work / f"spans_{job.index:06d}.pkl", "wb") as fh:
                 pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
-        for i, rows in enumerate(_iter_partitions(src, cfg.partition_rows)):
+        for i, rows in enumerate(_iter_partitions(src, part_rows)):
             record_ids.update(rows["record_id"])
             collect_structured(dictionary, plan, rows, keep_types)
             ner, pat = scan_texts(rows, plan)
@@ -213,7 +225,7 @@ def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_type
         executor.close()
     # free-text values join the dictionary only where the detector agrees with itself (replace.SweepCandidates)
     if candidates.values:
-        for rows in _iter_partitions(src, cfg.partition_rows):
+        for rows in _iter_partitions(src, part_rows):
             ner, _ = scan_texts(rows, plan)
             candidates.count(ner)
     candidates.commit(dictionary)
@@ -428,12 +440,13 @@ def run_anonymize(
     plan = plan_columns(in_schema, cfg)
     out_schema = _output_schema(in_schema, plan).remove_metadata()
     canaries, gt_spans = load_ground_truth(ground_truth)
-    n_parts = max(1, -(-n_rows // cfg.partition_rows))
+    part_rows = partition_size(n_rows, cfg.partition_rows)
+    n_parts = max(1, -(-n_rows // part_rows))
     ledger = Ledger("anonymize")
 
     with tempfile.TemporaryDirectory(prefix="fraudslm-anon-") as work_s:
         work = Path(work_s)
-        det = _detect_pass(src, work, cfg, plan, policy.keep_types, detector_factory, n_parts, t0)
+        det = _detect_pass(src, work, cfg, plan, policy.keep_types, detector_factory, n_parts, part_rows, t0)
 
         truth = GroundTruthCheck(gt_spans, det.record_ids)
         gate = LeakageGate(cfg.gate.min_score, originals=det.dictionary, canaries=canaries,
@@ -442,7 +455,7 @@ def run_anonymize(
         stage_dir = work / "stage"
         stage_dir.mkdir()
         rp = _ReplacePass(plan, out_schema, anon, policy.replacer, gate, truth, ledger)
-        rp.run(src, work, cfg.partition_rows, stage_dir)
+        rp.run(src, work, part_rows, stage_dir)
 
         # ---------------------------------------------------------------------------- reports + publish
         fingerprint = policy.pseudonymizer.fingerprint
