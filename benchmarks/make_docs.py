@@ -155,6 +155,9 @@ def pii_speed(d: dict) -> list[str]:
     out += _table(["figure", "value"], rows)
     t = d.get("targets") or {}
     out += ["Targets: " + ", ".join(f"`{k}` {'met' if v else 'missed'}" for k, v in sorted(t.items())) + ".", ""]
+    if d.get("round_speedups_vs_naive"):
+        out += [f"Speed-up vs naive in each of the {d.get('repeat')} interleaved rounds: "
+                + ", ".join(f"{x:.2f}×" for x in d["round_speedups_vs_naive"]) + " (the figures above are medians).", ""]
     return out
 
 
@@ -167,6 +170,9 @@ def anonymize(d: dict) -> list[str]:
     out += _table(["ratio", "measured", "target"],
                   [[k, v, tg.get(k)] for k, v in sorted((d.get("ratios") or {}).items())])
     out += [f"Meets its targets: {_f(d.get('meets_targets'))}. {d.get('note', '')}".strip(), ""]
+    if d.get("round_stage_vs_naive"):
+        out += ["Stage vs naive (cold) in each round: " + ", ".join(f"{x:.2f}×" for x in d["round_stage_vs_naive"])
+                + ".", ""]
     return out
 
 
@@ -470,7 +476,8 @@ def headline(results: Path = RESULTS) -> str:
     if sp.get("speedup_vs_naive") is not None:
         rows.append(["`fraudslm detect-pii` speed vs a naive Presidio loop / vs spaCy NER alone (2 processes)",
                      f"{_f(sp['speedup_vs_naive'], 2)}× / {_f(sp.get('ratio_vs_spacy_ner'), 2)}× (targets 5× / 0.9×; "
-                     f"load average {_f(sp.get('load_average_1min_at_end'), 1)})",
+                     + (f"median of {sp['repeat']} rounds, " if sp.get("repeat") else "")
+                     + f"load average {_f(sp.get('load_average_1min_at_end'), 1)})",
                      "`python -m benchmarks.bench_pii_speed --n 3000`"])
     if an:
         rows.append(["anonymize stage speed vs a naive Presidio loop",

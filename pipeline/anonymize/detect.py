@@ -619,7 +619,7 @@ def detect_pii_factory(cfg: "AnonymizeParams") -> Detector:
     return build_detector(cfg, entities=list(cfg.entities) + list(getattr(cfg, "eval_extra_entities", [])))
 
 
-def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 256,
+def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 128,
                     dedup_cache: int = 50_000) -> dict[str, Any]:
     """`fraudslm detect-pii --in texts.jsonl --out spans.jsonl`.
 
