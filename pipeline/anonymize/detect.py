@@ -631,8 +631,9 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 1
     executor (`anonymize.workers` processes, the detector loaded once and shared by fork where safe); a text whose
     analysis throws gets an error line naming the exception type only.
 
-    A text seen earlier in the file (by its keyed digest, the last `dedup_cache` distinct texts remembered) is not
-    analysed again: it gets the spans of its first occurrence (detection is a function of the text alone).
+    A text seen earlier in the file (recognised by an in-memory BLAKE2 digest; the last `dedup_cache` distinct texts
+    are remembered) is not analysed again: it gets the spans of its first occurrence (detection is a function of the
+    text alone). `texts_analysed` in the metrics counts the texts actually analysed.
     """
     import hashlib
     from collections import OrderedDict, deque
