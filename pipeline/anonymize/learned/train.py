@@ -107,33 +107,22 @@ def evaluate_ner(nlp, records: list[dict[str, Any]], label_map: Optional[dict[st
     return score(texts, golds, preds)
 
 
-def train_pii(params: "PiiTrainParams", base_model: str, out: Path) -> dict[str, Any]:
-    """Generate, train, evaluate and save. Returns the training record (also written to out/training.json)."""
+def _train_member(params: "PiiTrainParams", seed: int, base_model: str, stock, labels: list[str],
+                  train: list[dict[str, Any]]):
+    """One training from the base model on one generated corpus (seed: shuffling and dropout)."""
     import spacy
     from spacy.util import compounding, minibatch
 
-    from pipeline.anonymize.learned import generate as G
-
-    _threads_one()
-    t0 = time.perf_counter()
-    out = Path(out)
-    train = G.generate(params.n_train, params.seed)
-    held = G.generate(params.n_heldout, params.heldout_seed)
-    train_sha, held_sha = G.corpus_sha256(train), G.corpus_sha256(held)
-
-    spacy.util.fix_random_seed(params.seed)
-    stock = _load_ner_only(base_model)
-    before = evaluate_ner(stock, held)
+    spacy.util.fix_random_seed(seed)
     nlp = _load_ner_only(base_model)
     ner = nlp.get_pipe("ner")
-    for lab in sorted({s["type"] for r in train for s in r["spans"]}):
+    for lab in labels:
         ner.add_label(lab)
     examples = _examples(nlp, stock, train, params.rehearse)
-    del stock
-    spacy.util.fix_random_seed(params.seed)
+    spacy.util.fix_random_seed(seed)
     optimizer = nlp.resume_training()
     optimizer.learn_rate = params.learn_rate
-    rng = random.Random(params.seed)
+    rng = random.Random(seed)
     losses_per_epoch = []
     for _epoch in range(params.epochs):
         rng.shuffle(examples)
@@ -141,7 +130,68 @@ def train_pii(params: "PiiTrainParams", base_model: str, out: Path) -> dict[str,
         for batch in minibatch(examples, size=compounding(4.0, float(params.batch_size), 1.001)):
             nlp.update(batch, drop=params.dropout, sgd=optimizer, losses=losses)
         losses_per_epoch.append(round(float(losses.get("ner", 0.0)), 2))
+    return nlp, losses_per_epoch
+
+
+def average_weights(nlps: list) -> None:
+    """Uniform model soup: every parameter of the first pipeline's NER becomes the mean over `nlps` (same base model,
+    same labels, so the same architecture node by node). One model's inference cost, less seed-to-seed spread."""
+    import numpy as np
+
+    models = [n.get_pipe("ner").model for n in nlps]
+    labels = {tuple(n.get_pipe("ner").labels) for n in nlps}
+    if len(labels) != 1:
+        raise ValueError("soup members differ in their labels")
+    for nodes in zip(*[list(m.walk()) for m in models]):
+        first = nodes[0]
+        for name in first.param_names:
+            if not first.has_param(name):
+                continue
+            vals = [n.get_param(name) for n in nodes]
+            if any(v is None or v.shape != vals[0].shape for v in vals):
+                raise ValueError(f"soup members differ in parameter {first.name}.{name}")
+            first.set_param(name, np.mean(np.stack(vals), axis=0).astype(vals[0].dtype))
+
+
+def train_pii(params: "PiiTrainParams", base_model: str, out: Path) -> dict[str, Any]:
+    """Generate, train, evaluate and save. Returns the training record (also written to out/training.json).
+
+    `params.soup` trainings (seeds seed, seed+1, ...: each its own generated corpus, order and dropout) are averaged
+    weight by weight into the saved model (a uniform model soup)."""
+    import spacy
+
+    from pipeline.anonymize.learned import generate as G
+
+    _threads_one()
+    t0 = time.perf_counter()
+    out = Path(out)
+    seeds = [params.seed + k for k in range(params.soup)]
+    if params.heldout_seed in seeds:
+        raise ConfigError(f"anonymize.pii_train.heldout_seed {params.heldout_seed} is one of the training seeds "
+                          f"{seeds}: the held-out corpus must be another one")
+    corpora = [G.generate(params.n_train, s) for s in seeds]
+    held = G.generate(params.n_heldout, params.heldout_seed)
+    train_shas, held_sha = [G.corpus_sha256(c) for c in corpora], G.corpus_sha256(held)
+
+    spacy.util.fix_random_seed(params.seed)
+    stock = _load_ner_only(base_model)
+    before = evaluate_ner(stock, held)
+    labels = sorted({s["type"] for c in corpora for r in c for s in r["spans"]})
+    members, nlps = [], []
+    for seed, train, sha in zip(seeds, corpora, train_shas):
+        nlp, losses_per_epoch = _train_member(params, seed, base_model, stock, labels, train)
+        members.append({"seed": seed, "train_sha256": sha, "losses_per_epoch": losses_per_epoch,
+                        "heldout_after": _brief(evaluate_ner(nlp, held)) if params.soup > 1 else None})
+        nlps.append(nlp)
+    del stock
+    if len(nlps) > 1:
+        average_weights(nlps)
+    nlp = nlps[0]
+    del nlps[1:]
     after = evaluate_ner(nlp, held)
+    losses_per_epoch = members[0]["losses_per_epoch"]
+    train = corpora[0]
+    train_sha = train_shas[0]
     train_seconds = round(time.perf_counter() - t0, 1)
 
     nlp.meta["name"] = "pii_ner"
@@ -165,10 +215,11 @@ def train_pii(params: "PiiTrainParams", base_model: str, out: Path) -> dict[str,
         "base_model_version": _version(metadata, base_model.replace("_", "-")),
         "spacy_version": spacy.__version__, "labels": list(nlp.get_pipe("ner").labels),
         "generator": {"version": G.GENERATOR_VERSION, "train_seed": params.seed, "train_records": len(train),
-                      "train_sha256": train_sha, "heldout_seed": params.heldout_seed,
+                      "train_sha256": train_sha, "soup_seeds": seeds, "heldout_seed": params.heldout_seed,
                       "heldout_records": len(held), "heldout_sha256": held_sha},
         "settings": params.model_dump(mode="json"),
         "losses_per_epoch": losses_per_epoch,
+        "soup_members": members,
         "heldout_ner_only": {"before_stock_ner": before, "after_learned_ner": after},
     }
     (tmp / "training.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -178,6 +229,42 @@ def train_pii(params: "PiiTrainParams", base_model: str, out: Path) -> dict[str,
     tmp.rename(out)
     record["train_seconds"] = train_seconds
     return record
+
+
+def _brief(ev: dict[str, Any]) -> dict[str, Any]:
+    return {"recall": {t: ev["recall_by_type"].get(t, {}).get("recall") for t in EVAL_TYPES},
+            "char_precision": ev["char_precision"]}
+
+
+def _soup_line(rec: dict[str, Any]) -> str:
+    seeds = rec["generator"].get("soup_seeds") or [rec["settings"]["seed"]]
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}."
+    return (f"{len(seeds)} trainings (seeds {', '.join(map(str, seeds))}: each its own generated corpus, order and "
+            "dropout) averaged weight by weight into this one model (a uniform model soup: one model's inference "
+            "cost, and less of one training's luck).")
+
+
+def _corpora_line(rec: dict[str, Any]) -> str:
+    g = rec["generator"]
+    members = rec.get("soup_members") or [{"seed": g["train_seed"], "train_sha256": g["train_sha256"]}]
+    return "; ".join(f"seed {m['seed']}, {g['train_records']} texts, sha256 `{m['train_sha256']}`" for m in members)
+
+
+def _members_table(rec: dict[str, Any]) -> str:
+    members = [m for m in rec.get("soup_members") or [] if m.get("heldout_after")]
+    if not members:
+        return ""
+    head = "| training | " + " | ".join(f"{t} recall" for t in EVAL_TYPES) + " | character precision |"
+    rows = [head, "| --- |" + " --- |" * (len(EVAL_TYPES) + 1)]
+    for m in members:
+        h = m["heldout_after"]
+        rows.append(f"| seed {m['seed']} alone | " + " | ".join(str(h["recall"].get(t)) for t in EVAL_TYPES)
+                    + f" | {h['char_precision']} |")
+    a = rec["heldout_ner_only"]["after_learned_ner"]
+    rows.append("| **the soup (this model)** | " + " | ".join(
+        str(a["recall_by_type"].get(t, {}).get("recall")) for t in EVAL_TYPES) + f" | {a['char_precision']} |")
+    return "\n\nEach training alone against the soup, on the held-out generated set (NER alone):\n\n" + "\n".join(rows)
 
 
 def _version(metadata, name: str) -> str:
@@ -202,7 +289,7 @@ def model_card(rec: dict[str, Any], seconds: float) -> str:
 
 A spaCy NER pipeline (one `ner` component with its own tok2vec, no parser/tagger/lemmatizer), trained further from
 `{rec['base_model']}` {rec['base_model_version']} (spaCy {rec['spacy_version']}) by `fraudslm train-pii`
-(`make pii-model`), offline, single-threaded, seed {s['seed']}. Used by `schemas/recognizers.yaml`'s
+(`make pii-model`), offline, single-threaded: {_soup_line(rec)} Used by `schemas/recognizers.yaml`'s
 `LearnedPiiRecognizer` as the NLP engine's only model (params.yaml `anonymize.pii_model`).
 
 - Labels: {', '.join(rec['labels'])}. New: STREET_ADDRESS (a whole address: street, unit, city, postcode, country).
@@ -214,7 +301,7 @@ project's own names (particles, apostrophes, Al-/O'/Mc prefixes, lower-case and 
 e-mails, case notes, KYC notes, transaction memos, address blocks, narratives, PII-free negatives), and
 counterfactual negatives: {G.CF_RATE:.0%} of the other texts keep their template with role nouns ("the customer",
 "my son", "Fraud Team", "the branch") unlabelled in the name and address slots.
-Training corpus: seed {g['train_seed']}, {g['train_records']} texts, sha256 `{g['train_sha256']}`.
+Training corpora: {_corpora_line(rec)}.
 Held-out corpus (never trained on): seed {g['heldout_seed']}, {g['heldout_records']} texts, sha256 `{g['heldout_sha256']}`.
 No presidio-evaluator / presidio-research template and nothing from `../shared/data/pii_benchmark` is used; the
 shipped evaluation set (pipeline/anonymize/eval_set, seed 917331) shares no template, skeleton or text with the
@@ -223,7 +310,8 @@ generated texts are kept as silver labels where they touch no inserted value.
 
 ## Settings
 epochs {s['epochs']}, dropout {s['dropout']}, batch up to {s['batch_size']}, learn rate {s['learn_rate']},
-rehearsal {s['rehearse']}. Loss per epoch: {rec['losses_per_epoch']}. Training time: {seconds:.0f} s on one thread.
+rehearsal {s['rehearse']}, soup {s.get('soup', 1)}. Loss per epoch (first training): {rec['losses_per_epoch']}.
+Training time: {seconds:.0f} s on one thread.{_members_table(rec)}
 
 ## Evaluation (NER alone, held-out generated set)
 A gold span is caught when predictions of PERSON/STREET_ADDRESS/GPE/LOC/FAC cover at least 90% of its characters.
