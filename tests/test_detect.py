@@ -103,6 +103,12 @@ GOLDEN = [
     ("reach me on +31 6 12345678", "PHONE_NUMBER", "+31 6 12345678"),
     ("fax\n+447700677662 mobile", "PHONE_NUMBER", "+447700677662"),  # compact E.164, unallocated range
     ("Office\\,07700 063 966-Fax", "PHONE_NUMBER", "07700 063 966"),  # a hyphen before a word ends it
+    # international numbers libphonenumber does not accept as valid, long national groups, extensions
+    ("its me +358 99 8897608 - urgent", "PHONE_NUMBER", "+358 99 8897608"),
+    ("Tel: +371 57679601", "PHONE_NUMBER", "+371 57679601"),
+    ("my number changed to +90(616)667-2413x762", "PHONE_NUMBER", "+90(616)667-2413x762"),
+    ("the old line +39(7)0389377584 is dead", "PHONE_NUMBER", "+39(7)0389377584"),
+    ("pls ring (001-240-801-3308x52335)", "PHONE_NUMBER", "001-240-801-3308x52335"),
     ("I want to cancel my card 180000826105910 because I lost it", "CREDIT_CARD", "180000826105910"),  # JCB 15
     # whatever the leakage gate's own patterns would flag is detected first (GatePatternRecognizer)
     ("mail me at jo.b@shop-deals.zzz now", "EMAIL_ADDRESS", "jo.b@shop-deals.zzz"),

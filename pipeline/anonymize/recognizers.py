@@ -358,6 +358,7 @@ class PhoneFinanceRecognizer(PhoneRecognizer):
     _CANDIDATE = re.compile(
         r"(?<![\w+\-./])(?:\+|00)?\(?\d(?:[\d \t().\-/]|\u00a0){5,22}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w:]|-\d|[.,/]\d)")
     _DATE_INSIDE = re.compile(r"(?:19|20)\d{2}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.](?:19|20)\d{2}")
+    _EXT = re.compile(r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,5}$")
     _NOT_PHONE = re.compile(r"\d{3}-\d{2}-\d{4}|[1-9]\d{0,8}|(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")
 
     def __init__(self, supported_language: str = "en", supported_regions: Optional[Iterable[str]] = None,
@@ -378,8 +379,9 @@ class PhoneFinanceRecognizer(PhoneRecognizer):
         results: list[RecognizerResult] = []
         for m in self._CANDIDATE.finditer(text):
             cand = m.group().strip()
-            ndig = sum(ch.isdigit() for ch in cand)
-            if not (7 <= ndig <= 15) or len(cand) - ndig > 6 or self._NOT_PHONE.fullmatch(cand) \
+            body = self._EXT.sub("", cand)  # an extension's digits are not the number's
+            ndig = sum(ch.isdigit() for ch in body)
+            if not (7 <= ndig <= 15) or len(body) - ndig > 6 or self._NOT_PHONE.fullmatch(cand) \
                     or self._DATE_INSIDE.search(cand):
                 continue  # too few/many digits, too many separators (no phone has 7 groups), a date
             start = m.start() + (len(m.group()) - len(m.group().lstrip()))
@@ -404,10 +406,15 @@ class PhonePatternRecognizer(RegexRecognizer):
     ENTITY = "PHONE_NUMBER"
     _B = r"(?<![\w+\-./])"
     _E = r"(?![\w/]|-\d|[.,]\d)"  # "07700 063 966-Fax": a hyphen before a word ends the number
+    _X = r"(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?"  # an extension: "...-2413x762", "... ext. 12"
+    # groups after a +CC / 00CC prefix may be long ("+358 99 8897608", "+371 57679601"): national significant
+    # numbers that libphonenumber does not know as valid (new ranges, made-up test numbers) are still phone numbers
     PATTERNS = (
-        ("intl compact E.164", _B + r"(?P<pii>\+[1-9]\d{7,14})" + _E, 0.7, 0.9),
-        ("intl +CC", _B + r"(?P<pii>\+\d{1,3}[ \-.]?(?:\(0?\d{1,4}\)[ \-.]?)?\d{1,5}(?:[ \-.]\d{1,5}){1,5})" + _E, 0.7, 0.9),
-        ("00CC", _B + r"(?P<pii>00[1-9]\d{0,2}[ \-.]\d{1,5}(?:[ \-.]\d{1,5}){1,5})" + _E, None, 0.8),
+        ("intl compact E.164", _B + r"(?P<pii>\+[1-9]\d{7,14}" + _X + ")" + _E, 0.7, 0.9),
+        ("intl +CC", _B + r"(?P<pii>\+\d{1,3}(?:[ \-.]?\(0?\d{1,4}\))?[ \-.]?\d{1,12}(?:[ \-.]\d{1,12}){0,5}" + _X + ")"
+         + _E, 0.7, 0.9),
+        ("00CC", _B + r"(?P<pii>00[1-9]\d{0,2}(?:[ \-.]?\(0?\d{1,4}\))?[ \-.]\d{1,12}(?:[ \-.]\d{1,12}){1,5}" + _X + ")"
+         + _E, None, 0.8),
         ("cued national",
          _B + r"(?P<pii>\(?\d{2,5}\)?(?:[ \-.]?\d{2,5}){1,4})" + _E, None, 0.65),
     )
@@ -415,9 +422,10 @@ class PhonePatternRecognizer(RegexRecognizer):
                "text me", "reach me", "office", "landline", "number is", "phone no", "ph")
     CONTEXT_WINDOW = 25
     CONTEXT_AFTER = 10
+    _EXT = re.compile(r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,6}$")
 
     def validate(self, value: str, match) -> bool:
-        digits = v.digits_only(value)
+        digits = v.digits_only(self._EXT.sub("", value))
         if not (7 <= len(digits) <= 15):
             return False
         if re.fullmatch(r"(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}", value.strip()):
