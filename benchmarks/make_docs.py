@@ -148,9 +148,13 @@ def pii_quality(d: dict) -> list[str]:
     return out
 
 
+def _pii_speed_cmd(d: dict) -> str:
+    rep = d.get("repeat")
+    return "python -m benchmarks.bench_pii_speed --n 3000" + (f" --repeat {rep}" if rep and rep != 3 else "")
+
+
 def pii_speed(d: dict) -> list[str]:
-    out = ["## PII detection speed", ""] + _source("bench_pii_speed.json",
-                                                   "python -m benchmarks.bench_pii_speed --n 3000")
+    out = ["## PII detection speed", ""] + _source("bench_pii_speed.json", _pii_speed_cmd(d))
     rows = [[k, d.get(k)] for k in sorted(d) if isinstance(d.get(k), (int, float)) and not isinstance(d.get(k), bool)]
     out += _table(["figure", "value"], rows)
     t = d.get("targets") or {}
@@ -478,7 +482,7 @@ def headline(results: Path = RESULTS) -> str:
                      f"{_f(sp['speedup_vs_naive'], 2)}× / {_f(sp.get('ratio_vs_spacy_ner'), 2)}× (targets 5× / 0.9×; "
                      + (f"median of {sp['repeat']} rounds, " if sp.get("repeat") else "")
                      + f"load average {_f(sp.get('load_average_1min_at_end'), 1)})",
-                     "`python -m benchmarks.bench_pii_speed --n 3000`"])
+                     f"`{_pii_speed_cmd(sp)}`"])
     if an:
         rows.append(["anonymize stage speed vs a naive Presidio loop",
                      f"{_f(_g(an, 'ratios', 'stage_vs_naive'), 2)}× (target {_f(_g(an, 'targets', 'stage_vs_naive'), 1)}×"
