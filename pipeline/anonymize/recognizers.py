@@ -341,6 +341,9 @@ class CvvRecognizer(RegexRecognizer):
 
 
 # ------------------------------------------------------------------------------------------------ phones
+_PHONE_EXT = r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,6}"  # an extension ("...-2413x762", "... ext. 12"): not the number's digits
+_PHONE_EXT_END = re.compile(_PHONE_EXT + "$")
+
 class PhoneFinanceRecognizer(PhoneRecognizer):
     """Phone numbers validated by libphonenumber for a list of regions (Presidio's PhoneRecognizer, faster).
 
@@ -356,9 +359,8 @@ class PhoneFinanceRecognizer(PhoneRecognizer):
     CONTEXT = ["phone", "telephone", "tel", "cell", "mobile", "call", "fax", "contact", "whatsapp", "sms", "text",
                "reach", "office", "landline"]
     _CANDIDATE = re.compile(
-        r"(?<![\w+\-./])(?:\+|00)?\(?\d(?:[\d \t().\-/]|\u00a0){5,22}\d(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w:]|-\d|[.,/]\d)")
+        r"(?<![\w+\-./])(?:\+|00)?\(?\d(?:[\d \t().\-/]|\u00a0){5,22}\d(?:" + _PHONE_EXT + r")?(?![\w:]|-\d|[.,/]\d)")
     _DATE_INSIDE = re.compile(r"(?:19|20)\d{2}[\-/.]\d{1,2}[\-/.]\d{1,2}|\d{1,2}[\-/.]\d{1,2}[\-/.](?:19|20)\d{2}")
-    _EXT = re.compile(r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,5}$")
     _NOT_PHONE = re.compile(r"\d{3}-\d{2}-\d{4}|[1-9]\d{0,8}|(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")
 
     def __init__(self, supported_language: str = "en", supported_regions: Optional[Iterable[str]] = None,
@@ -379,7 +381,7 @@ class PhoneFinanceRecognizer(PhoneRecognizer):
         results: list[RecognizerResult] = []
         for m in self._CANDIDATE.finditer(text):
             cand = m.group().strip()
-            body = self._EXT.sub("", cand)  # an extension's digits are not the number's
+            body = _PHONE_EXT_END.sub("", cand)
             ndig = sum(ch.isdigit() for ch in body)
             if not (7 <= ndig <= 15) or len(body) - ndig > 6 or self._NOT_PHONE.fullmatch(cand) \
                     or self._DATE_INSIDE.search(cand):
@@ -406,7 +408,7 @@ class PhonePatternRecognizer(RegexRecognizer):
     ENTITY = "PHONE_NUMBER"
     _B = r"(?<![\w+\-./])"
     _E = r"(?![\w/]|-\d|[.,]\d)"  # "07700 063 966-Fax": a hyphen before a word ends the number
-    _X = r"(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?"  # an extension: "...-2413x762", "... ext. 12"
+    _X = "(?:" + _PHONE_EXT + ")?"
     # groups after a +CC / 00CC prefix may be long ("+358 99 8897608", "+371 57679601"): national significant
     # numbers that libphonenumber does not know as valid (new ranges, made-up test numbers) are still phone numbers
     PATTERNS = (
@@ -422,10 +424,9 @@ class PhonePatternRecognizer(RegexRecognizer):
                "text me", "reach me", "office", "landline", "number is", "phone no", "ph")
     CONTEXT_WINDOW = 25
     CONTEXT_AFTER = 10
-    _EXT = re.compile(r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,6}$")
 
     def validate(self, value: str, match) -> bool:
-        digits = v.digits_only(self._EXT.sub("", value))
+        digits = v.digits_only(_PHONE_EXT_END.sub("", value))
         if not (7 <= len(digits) <= 15):
             return False
         if re.fullmatch(r"(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}", value.strip()):

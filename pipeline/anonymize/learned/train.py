@@ -237,7 +237,7 @@ def _brief(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def _soup_line(rec: dict[str, Any]) -> str:
-    seeds = rec["generator"].get("soup_seeds") or [rec["settings"]["seed"]]
+    seeds = rec["generator"]["soup_seeds"]
     if len(seeds) == 1:
         return f"seed {seeds[0]}."
     return (f"{len(seeds)} trainings (seeds {', '.join(map(str, seeds))}: each its own generated corpus, order and "
@@ -247,12 +247,12 @@ def _soup_line(rec: dict[str, Any]) -> str:
 
 def _corpora_line(rec: dict[str, Any]) -> str:
     g = rec["generator"]
-    members = rec.get("soup_members") or [{"seed": g["train_seed"], "train_sha256": g["train_sha256"]}]
-    return "; ".join(f"seed {m['seed']}, {g['train_records']} texts, sha256 `{m['train_sha256']}`" for m in members)
+    return "; ".join(f"seed {m['seed']}, {g['train_records']} texts, sha256 `{m['train_sha256']}`"
+                     for m in rec["soup_members"])
 
 
 def _members_table(rec: dict[str, Any]) -> str:
-    members = [m for m in rec.get("soup_members") or [] if m.get("heldout_after")]
+    members = [m for m in rec["soup_members"] if m["heldout_after"]]
     if not members:
         return ""
     head = "| training | " + " | ".join(f"{t} recall" for t in EVAL_TYPES) + " | character precision |"
