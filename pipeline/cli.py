@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import sys
 import traceback
@@ -12,6 +14,17 @@ from typing import Callable, Optional
 import typer
 
 from pipeline.errors import FraudSLMError
+
+
+def _no_collection_at_exit() -> None:
+    """Move what is still alive to the collector's permanent generation when the process exits: the interpreter's
+    final collections then skip it. A command that loaded the PII detector (a spaCy model, Presidio, the recognizers'
+    patterns) otherwise spends about 0.3 s tracing that heap after its outputs are written (docs/benchmarks.md).
+    Nothing is lost: the objects are freed as before, only not traced for cycles."""
+    gc.freeze()
+
+
+atexit.register(_no_collection_at_exit)  # registered first, so it runs after every later atexit handler
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="fraudslm: privacy-preserving fraud data pipeline")
 

@@ -332,6 +332,37 @@ def test_in_process_and_process_pool_give_identical_bytes(tmp_path):
     _same_outputs(tmp_path / "inproc", tmp_path / "pool")
 
 
+def _python(code: str, **env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    e.update(env, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, check=True,
+                          cwd=REPO).stdout.strip()
+
+
+def test_a_detecting_process_tunes_glibc_malloc_unless_the_environment_chooses():
+    """mallopt is applied once per process that builds a detector (forked workers inherit it); a MALLOC_* variable
+    set by the user wins. That the spans stay the same is the identical-bytes test above: the pool runs tuned."""
+    import platform
+    import sys
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    code = "from pipeline.anonymize.executors import tune_malloc; print(tune_malloc(), tune_malloc())"
+    assert _python(code) == ("True True" if glibc else "False False")
+    assert _python(code, MALLOC_TRIM_THRESHOLD_="131072") == "False False"
+
+
+def test_the_cli_skips_the_exit_time_collection():
+    """The CLI freezes what is alive at exit (gc.freeze), so the interpreter's final collections skip the loaded
+    model's heap; nothing else changes."""
+    code = "import atexit, gc, pipeline.cli; n = gc.get_freeze_count(); atexit._run_exitfuncs(); " \
+           "print(n, gc.get_freeze_count() > 0)"
+    assert _python(code) == "0 True"
+
+
 @pytest.mark.slow
 def test_local_pool_and_dask_give_identical_bytes(tmp_path):
     """In-process, a 2-process pool and a Dask LocalCluster (2 worker processes on loopback): same bytes. Slow: each
