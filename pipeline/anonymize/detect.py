@@ -691,12 +691,14 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 1
             n_entities += len(ents)
             fh.write(json.dumps({"id": rid, "entities": ents}, ensure_ascii=False) + "\n")
             ledger.accept(src)
-        while len(cache) > dedup_cache:  # forget the oldest, except digests later lines still wait for
+        # forget the oldest, except digests later lines still wait for (those move to the newest end); one pass
+        # over the cache at most, so a cache full of awaited digests costs O(n), not O(n^2)
+        for _ in range(len(cache) if len(cache) > dedup_cache else 0):
+            if len(cache) <= dedup_cache:
+                break
             h, v = cache.popitem(last=False)
             if h in refs:
                 cache[h] = v
-                if all(x in refs for x in cache):
-                    break
 
     # items in output order: ("batch", lines, future) or ("bad", line) ; at most `slots` batches in flight
     pending: deque = deque()

@@ -344,6 +344,7 @@ class CvvRecognizer(RegexRecognizer):
 _PHONE_EXT = r"[ \t]?(?:x|ext\.?)[ \t]?\d{1,6}"  # an extension ("...-2413x762", "... ext. 12"): not the number's digits
 _PHONE_EXT_END = re.compile(_PHONE_EXT + "$")
 
+
 class PhoneFinanceRecognizer(PhoneRecognizer):
     """Phone numbers validated by libphonenumber for a list of regions (Presidio's PhoneRecognizer, faster).
 
