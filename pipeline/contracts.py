@@ -275,6 +275,7 @@ class AnonymizeMetrics(StageMetrics):
     quarantined: int
     partitions: Optional[int] = None
     executor: Optional[str] = None
+    replace_executor: Optional[str] = None  # where replacement + gate ran: local-pool (forked workers) | driver
     workers: Optional[int] = None
     seconds: Optional[float] = None
     detect_seconds: Optional[float] = None

@@ -12,9 +12,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs 0.2 s to import: only the functions that use it import it
+    import pandas as pd
 
 
 def _umask() -> int:
@@ -124,6 +125,8 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.read_parquet(path, columns=columns, engine="pyarrow")
 
 

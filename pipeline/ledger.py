@@ -73,6 +73,17 @@ class Ledger:
         s.dropped += n
         s.reasons[reason] += n
 
+    def merge(self, other: "Ledger") -> None:
+        """Add the counts of another ledger of the same stage (e.g. one partition's, counted in a worker)."""
+        for name, o in other.sources.items():
+            s = self.source(name)
+            s.read += o.read
+            s.accepted += o.accepted
+            s.quarantined += o.quarantined
+            s.duplicates += o.duplicates
+            s.dropped += o.dropped
+            s.reasons.update(o.reasons)
+
     @property
     def balanced(self) -> bool:
         return all(s.balanced for s in self.sources.values())

@@ -332,6 +332,93 @@ def test_in_process_and_process_pool_give_identical_bytes(tmp_path):
     _same_outputs(tmp_path / "inproc", tmp_path / "pool")
 
 
+def test_replace_pass_on_forked_workers_matches_the_driver(tmp_path):
+    """With 2 workers the replace + gate pass runs on forked workers (which inherit the dictionary and the keys);
+    partitions come back in order, so data, quarantine order, gate, ledger and every count equal the driver's."""
+    rows = []
+    for i in range(40):
+        rows.append({**TX, "key": f"T{i}", "group_id": f"C{i % 7:06d}",
+                     "text": f"payment {i} to John Smith card 4111 1111 1111 1111"})
+        text = f"EXPLODE {i} for Maria Garcia" if i % 9 == 4 else f"Hi, Maria Garcia ({i}) mail maria@acme-corp.com"
+        rows.append({"source": "chats", "key": f"M{i}", "group_id": f"C{i % 7:06d}", "text": text})
+    inp = _records(tmp_path / "in", rows)
+    runs = {}
+    for name, workers in (("driver", 1), ("pool", 2)):
+        p = _params(**{"anonymize.partition_rows": 16, "anonymize.workers": workers})
+        runs[name] = run_anonymize(inp, tmp_path / name, p, detector_factory=exploding_factory)
+    a, b = runs["driver"], runs["pool"]
+    assert (a["replace_executor"], b["replace_executor"]) == ("driver", "local-pool") and b["partitions"] == 5
+    _same_outputs(tmp_path / "driver", tmp_path / "pool")
+    q = pd.read_parquet(tmp_path / "pool" / "quarantine.parquet")
+    assert len(q) == 4 and set(q["reason"]) == {"detect_failed:RuntimeError"}
+    volatile = {"seconds", "detect_seconds", "records_per_s", "executor", "replace_executor", "workers",
+                "params_digest"}
+    assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+    assert b["quarantined"] == 4 and b["entities"]["total"] > 0
+
+
+def test_partition_counts_merge_in_order():
+    """What a partition counted in a worker adds up: ledgers sum per source and reason, gate reports sum and keep
+    the first examples in record order."""
+    from pipeline.anonymize.gate import MAX_EXAMPLES, GateReport
+    from pipeline.ledger import Ledger
+
+    total, part = Ledger("anonymize"), Ledger("anonymize")
+    total.read("chats", 3), total.accept("chats", 3)
+    part.read("chats", 2), part.accept("chats"), part.quarantine("chats", "detect_failed")
+    part.read("mail"), part.accept("mail")
+    total.merge(part)
+    assert total.balanced and total.to_dict()["sources"]["chats"] == {
+        "read": 5, "accepted": 4, "quarantined": 1, "duplicates": 0, "dropped": 0, "reasons": {"detect_failed": 1}}
+    assert total.totals()["read"] == 6
+
+    first = GateReport(min_score=0.5)
+    first.residual["PERSON"] += 2
+    first.examples = [{"record_id": f"a{i}"} for i in range(MAX_EXAMPLES - 3)]
+    first.checked_records, first.records_with_residual = 10, 2
+    later = first.empty()
+    assert later.min_score == 0.5 and not later.residual and not later.examples
+    later.residual.update({"PERSON": 1, "IBAN_CODE": 4})
+    later.examples = [{"record_id": f"b{i}"} for i in range(5)]
+    later.checked_records, later.records_with_residual = 7, 3
+    first.merge(later)
+    assert dict(first.residual) == {"PERSON": 3, "IBAN_CODE": 4}
+    assert (first.checked_records, first.records_with_residual) == (17, 5)
+    assert [e["record_id"] for e in first.examples][-4:] == ["a16", "b0", "b1", "b2"]
+    assert len(first.examples) == MAX_EXAMPLES
+
+
+def test_k_per_record_counts_people_per_value_combination():
+    """k per record = distinct people sharing its quasi-identifier values (missing values are one value), or
+    records when there is no person column; checked against a pandas group-by on random frames."""
+    import random
+
+    from pipeline.anonymize.evaluate import _k_per_record
+
+    def reference(frame, cols, person):
+        keys = frame[cols].astype("string").fillna("\x00*")
+        if person:
+            grp = pd.concat([keys, frame[person].astype("string").fillna("\x00").rename("__p")], axis=1)
+            return grp.groupby(cols, dropna=False)["__p"].transform("nunique").astype("int64")
+        return keys.groupby(cols, dropna=False)[cols[0]].transform("size").astype("int64")
+
+    rng = random.Random(3)
+    for _ in range(60):
+        n = rng.randint(1, 120)
+        frame = pd.DataFrame({
+            "year": [rng.choice([None, "1980", "1990", "2000"]) for _ in range(n)],
+            "area": [rng.choice([None, "SW", "EC", "N"]) for _ in range(n)],
+            "band": [rng.choice([float("nan"), 1.0, 2.0]) for _ in range(n)],
+            "person": [rng.choice([None, "p1", "p2", "p3", "p4"]) for _ in range(n)],
+        }, index=[f"r{i}" for i in range(n)])
+        cols = rng.sample(["year", "area", "band"], rng.randint(1, 3))
+        for person in (None, "person"):
+            got = _k_per_record(frame, cols, person)
+            assert got.index.equals(frame.index) and got.tolist() == reference(frame, cols, person).tolist()
+    empty = pd.DataFrame({"year": pd.Series([], dtype=object)})
+    assert _k_per_record(empty, ["year"], None).tolist() == []
+
+
 def _python(code: str, **env: str) -> str:
     import os
     import subprocess

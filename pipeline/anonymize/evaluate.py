@@ -64,6 +64,12 @@ def record_id_for(source: str, key: str) -> str:
     return record_id(source, key)
 
 
+def _digest(value: str) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class GroundTruthCheck:
     """Counts the demo's labelled PII values (those of records in this batch) that survive in the output cells."""
 
@@ -86,7 +92,7 @@ class GroundTruthCheck:
                 else:
                     self.unchecked += 1
         self.surviving: Counter = Counter()
-        self.distinct: set[tuple[str, str]] = set()  # in memory only, never written
+        self.distinct: set[tuple[str, bytes]] = set()  # (type, digest of the surviving value): counts only
 
     def scan(self, cells) -> None:
         if not self.checked:
@@ -95,7 +101,7 @@ class GroundTruthCheck:
             for off, piece in segments(v):
                 for s, e, t in self.matcher.find(piece):
                     self.surviving[t] += 1
-                    self.distinct.add((t, piece[s:e].casefold()))
+                    self.distinct.add((t, _digest(piece[s:e].casefold())))
 
     def surviving_distinct_by_type(self) -> Counter:
         return Counter(t for t, _ in self.distinct)
@@ -343,17 +349,33 @@ LADDERS: dict[str, tuple] = {
 
 
 def _k_per_record(frame, cols: list[str], person_col: Optional[str]):
-    """k of each record: distinct people (or records without a person column) sharing its value combination."""
+    """k of each record: distinct people (or records without a person column) sharing its value combination.
+
+    Missing values (None, NaN) form one value of their own; the combination is factorised column by column into
+    integer codes, so each call costs a few vectorised passes instead of a pandas group-by."""
+    import numpy as np
     import pandas as pd
 
-    if not cols:
-        return pd.Series(len(frame), index=frame.index, dtype="int64")
-    keys = frame[cols].astype("string").fillna("\x00*")
+    n = len(frame)
+    if not cols or n == 0:
+        return pd.Series(n, index=frame.index, dtype="int64")
+
+    def codes(col: str) -> tuple[np.ndarray, int]:
+        c, uniq = pd.factorize(frame[col], use_na_sentinel=False)
+        return c.astype(np.int64), max(1, len(uniq))
+
+    key, _ = codes(cols[0])
+    for c in cols[1:]:
+        nxt, m = codes(c)
+        key = pd.factorize(key * m + nxt)[0].astype(np.int64)  # stays < n: never overflows
+    n_groups = int(key.max()) + 1
     if person_col:
-        people = frame[person_col].astype("string").fillna("\x00")
-        grp = pd.concat([keys, people.rename("__p")], axis=1)
-        return grp.groupby(cols, dropna=False)["__p"].transform("nunique").astype("int64")
-    return keys.groupby(cols, dropna=False)[cols[0]].transform("size").astype("int64")
+        people, m = codes(person_col)
+        pairs = np.unique(key * m + people)  # distinct (combination, person)
+        per_group = np.bincount(pairs // m, minlength=n_groups)
+    else:
+        per_group = np.bincount(key, minlength=n_groups)
+    return pd.Series(per_group[key].astype("int64"), index=frame.index)
 
 
 def _share_below(frame, cols, person_col, k_target) -> float:

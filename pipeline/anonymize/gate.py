@@ -96,11 +96,20 @@ class ValueMatcher:
         self._digit_lens: list[int] = []
         self._compact_lens: list[int] = []
         self._dirty = False
+        self._added: dict[tuple[str, str], bool] = {}  # add() is idempotent: a repeated value is not normalised again
 
     def __len__(self) -> int:
         return len(self.digits) + len(self.compact) + len(self.words) + len(self.cased)
 
     def add(self, entity_type: str, value: str) -> bool:
+        """Add one value; False when it is too short to be distinctive (then it is not searched for)."""
+        key = (entity_type, value)
+        ok = self._added.get(key)
+        if ok is None:
+            ok = self._added[key] = self._add(entity_type, value)
+        return ok
+
+    def _add(self, entity_type: str, value: str) -> bool:
         if not value or not value.strip():
             return False
         if entity_type in DIGIT_TYPES or entity_type == "PHONE_NUMBER":
@@ -295,6 +304,8 @@ def _phone_findings(text: str) -> list[Finding]:
 
 # ---------------------------------------------------------------------------------------------------- gate
 
+MAX_EXAMPLES = 20  # residual findings listed in gate.json (positions only)
+
 
 @dataclass
 class GateReport:
@@ -312,6 +323,20 @@ class GateReport:
     @property
     def passed(self) -> bool:
         return sum(self.residual.values()) == 0
+
+    def empty(self) -> "GateReport":
+        """A report with the same settings and no counts (one partition's, to `merge` later)."""
+        return GateReport(min_score=self.min_score, allowed_types=self.allowed_types)
+
+    def merge(self, other: "GateReport", max_examples: int = MAX_EXAMPLES) -> None:
+        """Add the counts of a report of later records (examples stay the first `max_examples` in record order)."""
+        for mine, theirs in ((self.residual, other.residual), (self.suspects, other.suspects),
+                             (self.allowed, other.allowed), (self.by_check, other.by_check)):
+            mine.update(theirs)
+        self.checked_records += other.checked_records
+        self.checked_cells += other.checked_cells
+        self.records_with_residual += other.records_with_residual
+        self.examples.extend(other.examples[: max(0, max_examples - len(self.examples))])
 
     def to_dict(self) -> dict:
         return {
@@ -331,7 +356,7 @@ class GateReport:
 class LeakageGate:
     """Scans anonymized records; accumulates a `GateReport`. Findings carry positions, never values."""
 
-    MAX_EXAMPLES = 20
+    MAX_EXAMPLES = MAX_EXAMPLES
 
     def __init__(
         self,
@@ -387,7 +412,7 @@ class LeakageGate:
                     rep.residual[f.type] += 1
                     rep.by_check[f.check] += 1
                     n_res += 1
-                    if len(rep.examples) < self.MAX_EXAMPLES:
+                    if len(rep.examples) < MAX_EXAMPLES:
                         rep.examples.append(
                             {"record_id": record_id, "field": fld, "type": f.type, "check": f.check,
                              "start": f.start, "end": f.end}

@@ -1,5 +1,6 @@
-"""Driver-side replacement of the anonymize stage: detected spans united with the batch dictionary of known
-values, operators applied once per distinct text, column policies and signal columns per record."""
+"""Replacement of the anonymize stage (in the driver, or on forked local workers that inherit the dictionary and
+keys): detected spans united with the batch dictionary of known values, operators applied once per distinct text,
+column policies and signal columns per record."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def _merge(spans: list[SpanT]) -> list[SpanT]:
 
 
 class _Anonymizer:
-    """Driver-side replacement: operators per distinct text, column policies, signals."""
+    """Replacement: operators per distinct text, column policies, signals."""
 
     def __init__(self, replacer: Replacer, dictionary: ValueMatcher, plan: list[ColumnAction]) -> None:
         self.replacer = replacer

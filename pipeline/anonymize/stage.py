@@ -9,10 +9,14 @@ Flow (outputs are staged in a private temp folder and reach `out` only when the 
    A text whose analysis throws is retried alone; if it still throws, its records are quarantined.
    Meanwhile the driver collects the batch dictionary of original PII values: every value the detector found plus
    the values of the PII columns (names, e-mails, cards ... from `anonymize.columns`) and the customer ids.
-2. **replace + gate** (driver, streaming): each partition is read again; detected spans are united with every
+2. **replace + gate** (streaming): each partition is read again; detected spans are united with every
    occurrence of a dictionary value (a name found in one record is replaced in all of them), operators are
    applied in one pass per distinct text, column policies and signal columns are computed, and every output
-   record goes through the leakage gate before its partition is appended to the staged Parquet files.
+   record goes through the leakage gate before its partition is appended to the staged Parquet files. With the
+   local executor, `workers` > 1 and a fork start, partitions run on forked worker processes that inherit the
+   dictionary and the keys from the driver's memory (nothing is pickled to them but the partition's rows); their
+   tables and counts come back and are written and merged in partition order. Otherwise (Dask, spawn, one
+   worker) the pass runs in the driver: the dictionary and the key never leave it.
 3. **publish**: each staged file is moved into `out` atomically, then gate.json, ledger.json, metrics.json. A
    failing gate (or an unbalanced ledger) writes the reports only, removes data files of an earlier run from
    `out`, and exits 1.
@@ -25,8 +29,10 @@ Outputs depend only on the input, params and key: they are byte-identical across
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict, deque
@@ -113,10 +119,24 @@ def partition_size(n_rows: int, partition_rows: int) -> int:
     return max(1, min(partition_rows, max(MIN_PARTITION_ROWS, -(-n_rows // MIN_PARTITIONS))))
 
 
-def _iter_partitions(path: Path, rows: int) -> Iterator[dict[str, list]]:
+def _iter_batches(path: Path, rows: int, columns: Optional[list[str]] = None) -> Iterator[pa.RecordBatch]:
+    """The input's partitions as record batches of `rows` records (the same row ranges whatever the columns)."""
     pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=rows):
+    yield from pf.iter_batches(batch_size=rows, columns=columns)
+
+
+def _iter_partitions(path: Path, rows: int, columns: Optional[list[str]] = None) -> Iterator[dict[str, list]]:
+    for batch in _iter_batches(path, rows, columns):
         yield batch.to_pydict()
+
+
+def _detect_columns(plan: list[ColumnAction]) -> list[str]:
+    """The columns the detection pass reads: record ids, scanned columns and columns holding PII values."""
+    cols = ["record_id"]
+    for a in plan:
+        if (a.action == "scan" or a.holds_pii_values) and a.name not in cols:
+            cols.append(a.name)
+    return cols
 
 
 def _output_schema(in_schema: pa.Schema, plan: list[ColumnAction]) -> pa.Schema:
@@ -203,13 +223,17 @@ def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_type
 
         def drain_one() -> None:
             job, fut = inflight.popleft()
+            if "pandas" not in sys.modules:
+                # the driver idles while the workers detect: import now what later steps need (pyarrow converts
+                # time-zone-aware timestamps through pandas; the k-anonymity check uses it), not on the critical path
+                import pandas  # noqa: F401
             res = fut.result()
             collect_detected(dictionary, ((job.ner_texts, res.ner_spans), (job.pattern_texts, res.pattern_spans)),
                              keep_types, candidates)
             with open(work / f"spans_{job.index:06d}.pkl", "wb") as fh:
                 pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
-        for i, rows in enumerate(_iter_partitions(src, part_rows)):
+        for i, rows in enumerate(_iter_partitions(src, part_rows, _detect_columns(plan))):
             record_ids.update(rows["record_id"])
             collect_structured(dictionary, plan, rows, keep_types)
             ner, pat = scan_texts(rows, plan)
@@ -225,7 +249,7 @@ def _detect_pass(src: Path, work: Path, cfg, plan: list[ColumnAction], keep_type
         executor.close()
     # free-text values join the dictionary only where the detector agrees with itself (replace.SweepCandidates)
     if candidates.values:
-        for rows in _iter_partitions(src, part_rows):
+        for rows in _iter_partitions(src, part_rows, [a.name for a in plan if a.action == "scan"]):
             ner, _ = scan_texts(rows, plan)
             candidates.count(ner)
     candidates.commit(dictionary)
@@ -246,6 +270,15 @@ class _Tally:
     signals: Counter = field(default_factory=Counter)
     quarantine: list[tuple[str, str, str]] = field(default_factory=list)
 
+    def merge(self, other: "_Tally") -> None:
+        for mine, theirs in ((self.by_type, other.by_type), (self.by_field, other.by_field),
+                             (self.by_operator, other.by_operator), (self.in_text_by_type, other.in_text_by_type),
+                             (self.signals, other.signals)):
+            mine.update(theirs)
+        for src, c in other.by_source.items():
+            self.by_source[src].update(c)
+        self.quarantine.extend(other.quarantine)
+
     def entities(self) -> dict[str, Any]:
         return {
             "total": sum(self.by_type.values()),
@@ -254,6 +287,45 @@ class _Tally:
             "by_field": dict(sorted(self.by_field.items())),
             "by_operator": dict(sorted(self.by_operator.items())),
         }
+
+
+@dataclass
+class _PartResult:
+    """What one partition of the replace pass gives back: output tables and counts (no raw values; the ground-truth
+    check's surviving values travel as digests)."""
+
+    records: pa.Table
+    entities: pa.Table
+    tally: _Tally
+    ledger: Ledger
+    gate: Any  # GateReport
+    truth_surviving: Counter
+    truth_distinct: set
+    sweep_hits: int
+
+
+_FORKED_PASS: Optional[tuple["_ReplacePass", Path]] = None  # set in the driver just before its workers fork
+
+
+def _replace_job(index: int, batch: pa.RecordBatch) -> _PartResult:
+    """Runs in a forked worker: one partition through the pass the driver set up (inherited, never pickled)."""
+    if _FORKED_PASS is None:
+        raise RuntimeError("replace worker started without its pass (not forked)")
+    rp, work = _FORKED_PASS
+    return rp.process(index, batch.to_pydict(), work)
+
+
+def _fork_pool(workers: int):
+    """A process pool for the replace pass, or None to run it here. Only forked workers are used: they inherit the
+    batch dictionary and the pseudonym key from this process's memory, so neither is ever pickled or sent anywhere
+    (a spawn start, Dask or a single worker keep the pass in the driver)."""
+    from pipeline.anonymize.executors import _start_method
+
+    if workers <= 1 or _start_method() != "fork":
+        return None
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
 
 
 class _ReplacePass:
@@ -269,20 +341,37 @@ class _ReplacePass:
         self.string_out = [c for c in string_out if c not in ("record_id", "dup_cluster", "n_entities", "label")]
         self.quasi_rows: list = []
 
-    def run(self, src: Path, work: Path, partition_rows: int, stage_dir: Path) -> None:
+    def run(self, src: Path, work: Path, partition_rows: int, stage_dir: Path, workers: int = 1) -> str:
+        """Every partition through `process` (on `workers` forked processes when that is safe, else here), the
+        results written and merged in partition order: the output does not depend on where a partition ran."""
+        global _FORKED_PASS
         rec_writer = pq.ParquetWriter(stage_dir / "records.parquet", self.out_schema, compression="zstd")
         ent_writer = pq.ParquetWriter(stage_dir / "entities.parquet", ENTITY_SCHEMA, compression="zstd")
+
+        def write(part: _PartResult) -> None:
+            rec_writer.write_table(part.records)
+            ent_writer.write_table(part.entities)
+            self.merge(part)
+
+        pool = _fork_pool(workers)
+        where = "driver" if pool is None else "local-pool"
         try:
-            for i, rows in enumerate(_iter_partitions(src, partition_rows)):
-                with open(work / f"spans_{i:06d}.pkl", "rb") as fh:
-                    res: JobResult = pickle.load(fh)
-                ner, pat = scan_texts(rows, self.plan)
-                if len(ner) != len(res.ner_spans) or len(pat) != len(res.pattern_spans):
-                    raise RuntimeError("input changed between passes")
-                recs, ents = self.partition(rows, TextResults(self.anon, ner, pat, res))
-                rec_writer.write_table(pa.Table.from_pydict(recs, schema=self.out_schema))
-                ent_writer.write_table(pa.Table.from_pydict(ents, schema=ENTITY_SCHEMA))
+            if pool is None:
+                for i, rows in enumerate(_iter_partitions(src, partition_rows)):
+                    write(self.process(i, rows, work))
+            else:
+                _FORKED_PASS = (self, work)  # the forked workers inherit this pass (dictionary, keys) from here
+                inflight: deque = deque()
+                for i, batch in enumerate(_iter_batches(src, partition_rows)):
+                    while len(inflight) >= 2 * workers:
+                        write(inflight.popleft().result())
+                    inflight.append(pool.submit(_replace_job, i, batch))  # Arrow buffers; rows built there
+                while inflight:
+                    write(inflight.popleft().result())
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                _FORKED_PASS = None
             rec_writer.close()
             ent_writer.close()
         q = self.tally.quarantine
@@ -291,6 +380,35 @@ class _ReplacePass:
             schema=QUARANTINE_SCHEMA,
         )
         pq.write_table(q_table, stage_dir / "quarantine.parquet", compression="zstd")
+        return where
+
+    def process(self, index: int, rows: dict[str, list], work: Path) -> "_PartResult":
+        """One partition with fresh accumulators: its output tables and its counts, for `merge`."""
+        with open(work / f"spans_{index:06d}.pkl", "rb") as fh:
+            res: JobResult = pickle.load(fh)
+        ner, pat = scan_texts(rows, self.plan)
+        if len(ner) != len(res.ner_spans) or len(pat) != len(res.pattern_spans):
+            raise RuntimeError("input changed between passes")
+        truth, anon = self.truth, self.anon
+        kept = self.tally, self.ledger, self.gate.report, truth.surviving, truth.distinct, anon.sweep_hits
+        self.tally, self.ledger, self.gate.report = _Tally(), Ledger(self.ledger.stage), self.gate.report.empty()
+        truth.surviving, truth.distinct, anon.sweep_hits = Counter(), set(), 0
+        try:
+            recs, ents = self.partition(rows, TextResults(anon, ner, pat, res))
+            return _PartResult(pa.Table.from_pydict(recs, schema=self.out_schema),
+                               pa.Table.from_pydict(ents, schema=ENTITY_SCHEMA), self.tally, self.ledger,
+                               self.gate.report, truth.surviving, truth.distinct, anon.sweep_hits)
+        finally:
+            self.tally, self.ledger, self.gate.report, truth.surviving, truth.distinct, anon.sweep_hits = kept
+
+    def merge(self, part: "_PartResult") -> None:
+        """Add one partition's counts (in partition order: quarantine rows and gate examples keep their order)."""
+        self.tally.merge(part.tally)
+        self.ledger.merge(part.ledger)
+        self.gate.report.merge(part.gate)
+        self.truth.surviving.update(part.truth_surviving)
+        self.truth.distinct |= part.truth_distinct
+        self.anon.sweep_hits += part.sweep_hits
 
     def partition(self, rows: dict[str, list], text_result: TextResults) -> tuple[dict[str, list], dict[str, list]]:
         tally, ledger = self.tally, self.ledger
@@ -455,7 +573,8 @@ def run_anonymize(
         stage_dir = work / "stage"
         stage_dir.mkdir()
         rp = _ReplacePass(plan, out_schema, anon, policy.replacer, gate, truth, ledger)
-        rp.run(src, work, part_rows, stage_dir)
+        local_pool = cfg.executor == "local" and n_parts > 1
+        replace_executor = rp.run(src, work, part_rows, stage_dir, min(cfg.workers, n_parts) if local_pool else 1)
 
         # ---------------------------------------------------------------------------- reports + publish
         fingerprint = policy.pseudonymizer.fingerprint
@@ -477,6 +596,7 @@ def run_anonymize(
             "quarantined": totals["quarantined"],
             "partitions": n_parts,
             "executor": det.executor if cfg.executor == "local" else "dask",
+            "replace_executor": replace_executor,
             "workers": cfg.workers,
             "seconds": round(seconds, 3),
             "detect_seconds": round(det.seconds, 3),
