@@ -693,7 +693,7 @@ def detect_pii_file(inp: Path, out: Path, params: "Params", batch_lines: int = 1
             ledger.accept(src)
         # forget the oldest, except digests later lines still wait for (those move to the newest end); one pass
         # over the cache at most, so a cache full of awaited digests costs O(n), not O(n^2)
-        for _ in range(len(cache) if len(cache) > dedup_cache else 0):
+        for _ in range(len(cache)):
             if len(cache) <= dedup_cache:
                 break
             h, v = cache.popitem(last=False)
