@@ -484,9 +484,16 @@ def headline(results: Path = RESULTS) -> str:
                      + f"load average {_f(sp.get('load_average_1min_at_end'), 1)})",
                      f"`{_pii_speed_cmd(sp)}`"])
     if an:
+        rounds = [r for r in an.get("round_stage_vs_naive") or [] if isinstance(r, (int, float))]
+        target = _g(an, "targets", "stage_vs_naive")
+        spread = ""
+        if len(rounds) > 1:
+            under = sum(1 for r in rounds if target is not None and r < target)
+            spread = (f"; medians of {len(rounds)} rounds, per-round ratios {min(rounds):.2f}-{max(rounds):.2f}, "
+                      f"{under} of {len(rounds)} under target")
         rows.append(["anonymize stage speed vs a naive Presidio loop",
-                     f"{_f(_g(an, 'ratios', 'stage_vs_naive'), 2)}× (target {_f(_g(an, 'targets', 'stage_vs_naive'), 1)}×"
-                     f"{', missed' if not an.get('meets_targets') else ''})", f"`{an.get('command', '?')}`"])
+                     f"{_f(_g(an, 'ratios', 'stage_vs_naive'), 2)}× (target {_f(target, 1)}×"
+                     f"{', missed' if not an.get('meets_targets') else ''}{spread})", f"`{an.get('command', '?')}`"])
     sms = _g(q, "sms_spam", "mean_at_5pct")
     if sms:
         rows.append(["label issues, SMS spam with 5% flipped labels (mean of "
