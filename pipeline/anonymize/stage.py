@@ -53,7 +53,7 @@ from pipeline.anonymize.evaluate import (
     residual_risk,
 )
 from pipeline.anonymize.executors import DetectorFactory, Job, JobResult, get_detector, make_executor
-from pipeline.anonymize.gate import LeakageGate, ValueMatcher
+from pipeline.anonymize.gate import GateReport, LeakageGate, ValueMatcher
 from pipeline.anonymize.operators import get_operator
 from pipeline.anonymize.pseudonym import (
     SIGNALS,
@@ -298,7 +298,7 @@ class _PartResult:
     entities: pa.Table
     tally: _Tally
     ledger: Ledger
-    gate: Any  # GateReport
+    gate: GateReport
     truth_surviving: Counter
     truth_distinct: set
     sweep_hits: int
@@ -339,7 +339,6 @@ class _ReplacePass:
         self.scan_cols = [a.name for a in plan if a.action == "scan"]
         string_out = [f.name for f in out_schema if is_text_type(f.type) or pa.types.is_integer(f.type)]
         self.string_out = [c for c in string_out if c not in ("record_id", "dup_cluster", "n_entities", "label")]
-        self.quasi_rows: list = []
 
     def run(self, src: Path, work: Path, partition_rows: int, stage_dir: Path, workers: int = 1) -> str:
         """Every partition through `process` (on `workers` forked processes when that is safe, else here), the
