@@ -123,6 +123,23 @@ GOLDEN = [
     ("My address is Flat 3 45 Queen Street.", "STREET_ADDRESS", "Flat 3 45 Queen Street"),
     ("Regards,\nZoe Williams\n5 Gibson Road\nLeeds LS1 4AP\n", "STREET_ADDRESS", "5 Gibson Road\nLeeds LS1 4AP"),
     ("PO Box 1234 is closed", "STREET_ADDRESS", "PO Box 1234"),
+    # house-number prefixes, street types of other locales, a house number after the street type, cross streets
+    ("Registered address H.No. 658, Nagarajan Street, 90010 Odeigne; trading", "STREET_ADDRESS",
+     "H.No. 658, Nagarajan Street, 90010 Odeigne"),
+    ("address on file aleja Sienkiewicza 37/68, matches", "STREET_ADDRESS", "aleja Sienkiewicza 37/68"),
+    ("please return it to Nerger Ave. 34b.", "STREET_ADDRESS", "Nerger Ave. 34b"),
+    ("Meet at the junction of Orchard St. and Al-Harbi Square.", "STREET_ADDRESS", "Orchard St. and Al-Harbi Square"),
+    ("NEW CARD ORDERED TO THE CORNER OF 977 GRANITE ROAD AND OAK WALK.", "STREET_ADDRESS",
+     "977 GRANITE ROAD AND OAK WALK"),
+    ("I moved from Forest Wharf at Cook Ct to flat 2", "STREET_ADDRESS", "Forest Wharf at Cook Ct"),
+    # identity documents after a cue
+    ("My driver's license number is F162823540116", "ID_DOCUMENT", "F162823540116"),
+    ("passport AB1234567 expires 2030", "ID_DOCUMENT", "AB1234567"),
+    ("Driving licence: MORGA657054SM9IJ verified in branch", "ID_DOCUMENT", "MORGA657054SM9IJ"),
+    # national numbers after a cue: a trunk prefix, "/" groups
+    ("Phone: 1-182-049-6669.", "PHONE_NUMBER", "1-182-049-6669"),
+    ("You can reach me on 01/399-7103.", "PHONE_NUMBER", "01/399-7103"),
+    ("its Cathrine, my number changed to 0098314662", "PHONE_NUMBER", "0098314662"),
     # dates of birth with context
     ("DOB: 12/03/1985", "DATE_OF_BIRTH", "12/03/1985"),
     ("date of birth 1985-03-12, verified", "DATE_OF_BIRTH", "1985-03-12"),
@@ -178,6 +195,8 @@ NEGATIVES = [
     "order number 100045 shipped, invoice INV-2024-0042",
     "case C000123 alert A0000042 score 0.93",
     "MCC 5411 grocery, terminal T-3341",
+    "call me on 12/05/2023 about the licence renewal",  # a date after a phone cue; a cue with no number
+    "case ID 12345678 opened, licence fee 250.00 paid",  # a case ID is not an ID document; an amount is not one
 ]
 
 
@@ -185,6 +204,11 @@ NEGATIVES = [
 def test_negatives_have_no_pii(det, text):
     spans = det.detect(text)
     assert spans == [], [(s.type, text[s.start:s.end]) for s in spans]
+
+
+def test_title_case_suffix_is_not_a_domain(det):
+    text = "see the H.No. column, then paypal.com or AMAZON.COM"
+    assert [text[s.start:s.end] for s in det.detect(text) if s.type == "URL"] == ["paypal.com", "AMAZON.COM"]
 
 
 @pytest.mark.parametrize("text,word", [

@@ -316,6 +316,28 @@ class BankAccountRecognizer(RegexRecognizer):
         return 6 <= len(digits) <= 17 and len(set(digits)) > 1
 
 
+# ------------------------------------------------------------------------------------------ ID documents
+class IdDocumentRecognizer(RegexRecognizer):
+    """Identity document numbers (driving licence, passport, national identity card) after an explicit cue: a token
+    of capitals and digits with at least 5 digits ("F162823540116", "AB1234567", "MORGA657054SM9IJ", "2270-66-1551")."""
+
+    ENTITY = "ID_DOCUMENT"
+    PATTERNS = (
+        ("id document", r"(?<![\w\-./])(?P<pii>[A-Z]{0,5}\d[A-Z\d]*(?:-[A-Z\d]+){0,3})(?![\w\-]|[.,/]\d)", None, 0.85),
+    )
+    CONTEXT = ("driver's licen", "driver’s licen", "drivers licen", "driver licen", "driving licen", "licence", "license",
+               "dl no", "dl#", "dl number", "passport", "id card", "identity card", "identity document",
+               "national id", "id document")
+    CONTEXT_WINDOW = 40
+    TRIGGER = r"(?i:licen[cs]e|passport|id card|identity|national id|id document|\bdl\b)"  # no cue, no scan
+
+    def validate(self, value: str, match) -> bool:
+        digits = v.digits_only(value)
+        if not (5 <= len(digits) <= 20) or len(value) > 24 or len(set(digits)) < 2:
+            return False
+        return not re.fullmatch(r"(?:19|20)\d{2}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-(?:19|20)\d{2}", value)
+
+
 # ---------------------------------------------------------------------------------------- expiry / CVV
 class CardExpiryRecognizer(RegexRecognizer):
     """Card expiry MM/YY or MM/YYYY after "exp", "expiry", "valid thru"."""
@@ -419,10 +441,11 @@ class PhonePatternRecognizer(RegexRecognizer):
         ("00CC", _B + r"(?P<pii>00[1-9]\d{0,2}(?:[ \-.]?\(0?\d{1,4}\))?[ \-.]\d{1,12}(?:[ \-.]\d{1,12}){1,5}" + _X + ")"
          + _E, None, 0.8),
         ("cued national",
-         _B + r"(?P<pii>\(?\d{2,5}\)?(?:[ \-.]?\d{2,5}){1,4})" + _E, None, 0.65),
+         _B + r"(?P<pii>(?:1[ \-.])?\(?\d{2,5}\)?(?:[ \-./]?\d{2,5}){1,4})" + _E, None, 0.65),
     )
     CONTEXT = ("phone", "tel", "telephone", "mobile", "cell", "call", "fax", "contact number", "whatsapp", "sms",
-               "text me", "reach me", "office", "landline", "number is", "phone no", "ph")
+               "text me", "reach me", "office", "landline", "number is", "phone no", "ph", "my number", "new number",
+               "number changed", "ring me")
     CONTEXT_WINDOW = 25
     CONTEXT_AFTER = 10
 
@@ -430,8 +453,9 @@ class PhonePatternRecognizer(RegexRecognizer):
         digits = v.digits_only(_PHONE_EXT_END.sub("", value))
         if not (7 <= len(digits) <= 15):
             return False
-        if re.fullmatch(r"(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}", value.strip()):
-            return False  # an ISO date
+        if re.fullmatch(r"(?:19|20)\d{2}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[\-./]\d{1,2}[\-./](?:19|20)?\d{2}",
+                        value.strip()):
+            return False  # a date
         return len(set(digits)) > 2
 
 
@@ -465,23 +489,33 @@ _EU_COMPOUND = (
 _PREFIX_TYPE = (
     "Via|Viale|Piazza|Piazzale|Corso|Largo|Vicolo|Rue|Avenue|Boulevard|Bd|Chemin|Allée|Impasse|Quai|Place|Route|"
     "Calle|Carrer|Avenida|Avda|Paseo|Plaza|Camino|Carretera|Rua|Travessa|Praça|Estrada|ul|ulica|Aleja|Al|Ulitsa|"
-    "Str|Strada|Bulevardul|Calea|Sokak|Cadde|Caddesi"
+    "Str|Strada|Bulevardul|Calea|Sokak|Cadde|Caddesi|Pasaje|Psje|Pasadizo|Callejón|Glorieta|Rambla|Ronda|Alameda|"
+    "Cañada|Urbanización|Calzada|Privada|Cerrada|Andador|Travesía|Avinguda|Passeig|Plaça|Aleea|Intrarea|Șoseaua|"
+    "Soseaua|Drumul|Jalan|Jln|Jl|Lorong|Ladeira|Rodovia"
 )
 # street types that are not English words: matched in any case ("12 rue de la Paix", "Avenue Foch")
-_PREFIX_TYPE_CI = "rue|avenue|boulevard|chemin|allée|impasse|quai|calle|carrer|avenida|avda|paseo|rua|travessa|viale|piazza|piazzale|corso|strada|ulica"
+_PREFIX_TYPE_CI = ("rue|avenue|boulevard|chemin|allée|impasse|quai|calle|carrer|avenida|avda|paseo|rua|travessa|viale|piazza|"
+                   "piazzale|corso|strada|ulica|aleja|aleea|pasaje|pasadizo|callejón|glorieta|travesía|avinguda|passeig|jalan")
 _STREET_ABBREV = frozenset(
     "st ave av rd dr ln blvd ct pl ter terr sq cres hwy pkwy pky cir trl aly plz jct mtn rte tpke expy fwy byp cswy str "
     "sta vly vlg hts gdns gr pt brg rdg mdws ext u ul bd".split())
 _WORD = r"(?:\p{Lu}[\p{L}'’.\-]*|\d{1,4}(?:st|nd|rd|th)?)"
 _SEP = r"[ \t]*(?:,[ \t]*)?(?:\r?\n[ \t]*)?"
 _CITY = r"\p{Lu}[\p{L}'’\-]*(?:[ \t]+(?:\p{Lu}[\p{L}'’\-]*|de|del|la|le|sur|am|an|upon|on)){0,3}"
+_HOUSE_NO = r"(?:H\.[ \t]?No|House[ \t]+No|No|Nr)\.?[ \t]*"  # "H.No. 04, Karan Road", "No. 12 Church Street"
 _UNIT = r"(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|Block|Blk|Dept)\.?[ \t]*#?[ \t]*[\w\-]{1,6}|#[ \t]?\d{1,5}[A-Za-z]?)"
 _US_STATE_ZIP = r"[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _EU_POSTCODE = r"(?:[A-Z]{1,2}-)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}"
 
 
+# street types that are not ordinary English words or names: a house number may follow them ("Nerger Ave. 34b")
+_STREET_TYPE_NUMBERED = ("Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Court|Ct|Place|Pl|Terrace|Crescent|"
+                         "Cres|Close|Square|Sq|Highway|Hwy|Parkway|Pkwy|Mews|Grove|Gardens|Row")
+# one street of a junction ("the corner of 5th Ave and Main St", "junction of Orchard St. and Al-Harbi Square")
+_XWORD = r"[\p{Lu}\d][\p{L}\d'’\-]*"
 _STREET_WORD_LC = r"(?:u\.|utca|út|tér|körút|gate|gata|vej|gade|straat|weg|laan|tie|katu|kuja|rue|via|de|del|della|di|da|des|du|la|le|les|dos|das|do|van|von|der|den|al|el|ul\.|st\.)"
+_XSTREET = rf"(?:{_XWORD}|{_STREET_WORD_LC})(?:[ \t]+(?:{_XWORD}|{_STREET_WORD_LC})){{0,4}}\.?"
 _NAMEISH = rf"(?:\p{{Lu}}[\p{{L}}'’\-]*\.?|{_STREET_WORD_LC})"
 
 
@@ -499,7 +533,7 @@ class StreetAddressRecognizer(EntityRecognizer):
 
     _CORES = (
         ("number street suffix", 0.85,
-         rf"(?<![\w\-])(?:(?:Flat|Studio|Apartment|Apt|Unit|Suite|Room)\.?[ \t]+[\w\-]{{1,5}},?[ \t]+)?\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?,?(?:[ \t]+(?:{_WORD}|[NSEW]\.?)){{1,4}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
+         rf"(?<![\w\-])(?:(?:Flat|Studio|Apartment|Apt|Unit|Suite|Room)\.?[ \t]+[\w\-]{{1,5}},?[ \t]+|{_HOUSE_NO})?\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?,?(?:[ \t]+(?:{_WORD}|[NSEW]\.?)){{1,4}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
         ("unit street suffix", 0.85,
          rf"(?<![\w\-])(?:Flat|Studio|Apartment|Apt|Unit|Suite|Room)\.?[ \t]+\d{{1,5}}[A-Za-z]?,?(?:[ \t]+{_WORD}){{1,4}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
         ("compound street number", 0.7,
@@ -509,11 +543,17 @@ class StreetAddressRecognizer(EntityRecognizer):
         ("house number, name, number", 0.65,
          rf"(?<![\w\-.,/:])\d{{1,6}}[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*\.?(?:[ \t]+{_NAMEISH}){{0,3}}[ \t]+\d{{1,5}}[A-Za-z]?\b\.?(?=[ \t]*(?:,|\r?\n|$|(?:Apt|Suite|Unit|Flat|Ste)\b))"),
         ("prefix street number", 0.7,
-         rf"(?<![\w\-])(?:\d{{1,5}}[A-Za-z]?,?[ \t]+)?(?:{_PREFIX_TYPE}|(?i:{_PREFIX_TYPE_CI}))\.?[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do|d'|l')[ \t]*)*\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+(?:\p{{Lu}}[\p{{L}}'’\-]*|de|del|la|le|di|da)){{0,3}},?[ \t]*\d{{1,5}}[A-Za-z]?\b(?![/.\-:]\d)"),
+         rf"(?<![\w\-])(?:\d{{1,5}}[A-Za-z]?,?[ \t]+)?(?:{_PREFIX_TYPE}|(?i:{_PREFIX_TYPE_CI}))\.?[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do|d'|l')[ \t]*)*\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+(?:\p{{Lu}}[\p{{L}}'’\-]*|de|del|la|le|di|da)){{0,3}},?[ \t]*\d{{1,5}}[A-Za-z]?(?:/\d{{1,4}}[A-Za-z]?)?\b(?![/.\-:]\d)"),
         ("number, prefix street", 0.7,
          rf"(?<![\w\-])\d{{1,5}}[A-Za-z]?,?[ \t]+(?:{_PREFIX_TYPE}|(?i:{_PREFIX_TYPE_CI}))\.?[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do|d'|l')[ \t]*)*\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+(?:\p{{Lu}}[\p{{L}}'’\-]*|de|del|la|le|di|da)){{0,3}}"),
         ("prefix street", 0.6,
          rf"(?<![\w\-])(?i:rue|avenue|boulevard|chemin|allée|impasse|quai|viale|piazza|corso|calle|avenida|paseo|rua)[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do)[ \t]+|d'|l')*\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}"),
+        ("street suffix number", 0.9,  # above a name model's reading of "Nerger Ave" as a person
+         rf"(?<![\w\-])\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_TYPE_NUMBERED})\.?[ \t]+\d{{1,5}}[A-Za-z]?\b(?![/.\-:,]\d)"),
+        ("cross streets", 0.65,
+         rf"(?i:\b(?:junction|corner|intersection|crossroads?|crossing)[ \t]+of[ \t]+)(?P<pii>{_XSTREET}[ \t]+(?i:and|&)[ \t]+{_XSTREET})"),
+        ("cross streets at", 0.65,
+         rf"(?<![\w\-])\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_SUFFIX})\b\.?[ \t]+(?:at|and|&)[ \t]+\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
         ("po box", 0.75,
          r"(?<![\w\-])(?i:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]+Office[ \t]+Box|Postfach)[ \t]+\d{1,6}\b"),
         ("military", 0.8,
@@ -524,6 +564,7 @@ class StreetAddressRecognizer(EntityRecognizer):
     )
     _CONTINUATIONS = (
         _UNIT,
+        rf"at[ \t]+\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_TYPE_NUMBERED})\b\.?",  # "... at Oak Ave"
         rf"{_CITY},?[ \t]+{_US_STATE_ZIP}",
         rf"{_CITY},?[ \t]+{_UK_POSTCODE}",
         rf"(?:{_EU_POSTCODE})[ \t]+{_CITY}",
@@ -550,7 +591,7 @@ class StreetAddressRecognizer(EntityRecognizer):
     def load(self) -> None:
         self._cores = [(n, s, re.compile(p, re.MULTILINE)) for n, s, p in self._CORES]
         self._cont = re.compile(_SEP + r"(?:" + "|".join(f"(?:{c})" for c in self._CONTINUATIONS) + r")(?![\w])", re.MULTILINE)
-        self._trigger = re.compile(r"\d")
+        self._trigger = re.compile(r"\d|(?i:junction|corner|intersection|crossroads?|crossing)[ \t]+of\b")
 
     def _extend(self, text: str, end: int) -> int:
         # same line (and the immediately following one, via _SEP): unit, city, state/ZIP, postcode
@@ -781,6 +822,9 @@ class UrlFinanceRecognizer(RegexRecognizer):
         import tldextract.tldextract as tld_mod
 
         host = value.split("/", 1)[0]
+        suffix = host.rsplit(".", 1)[-1]
+        if not (suffix.islower() or (suffix.isupper() and host.isupper())):
+            return False  # "H.No. 04" (an Indian house number), "Mr.Smith": domains are written in one case
         ext = tld_mod.TLD_EXTRACTOR(host)
         return bool(ext.suffix and ext.domain)
 
