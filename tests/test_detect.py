@@ -197,6 +197,7 @@ NEGATIVES = [
     "MCC 5411 grocery, terminal T-3341",
     "call me on 12/05/2023 about the licence renewal",  # a date after a phone cue; a cue with no number
     "case ID 12345678 opened, licence fee 250.00 paid",  # a case ID is not an ID document; an amount is not one
+    "Licensed by the FCA, firm reference 123456",  # a licensed firm's reference is not an identity document
 ]
 
 
@@ -204,6 +205,12 @@ NEGATIVES = [
 def test_negatives_have_no_pii(det, text):
     spans = det.detect(text)
     assert spans == [], [(s.type, text[s.start:s.end]) for s in spans]
+
+
+def test_id_document_cue_reaches_only_the_next_number(det):
+    text = "passport AB1234567, call 1-182-049-6669"
+    assert [(s.type, text[s.start:s.end]) for s in det.detect(text)] == [
+        ("ID_DOCUMENT", "AB1234567"), ("PHONE_NUMBER", "1-182-049-6669")]
 
 
 def test_title_case_suffix_is_not_a_domain(det):

@@ -325,11 +325,21 @@ class IdDocumentRecognizer(RegexRecognizer):
     PATTERNS = (
         ("id document", r"(?<![\w\-./])(?P<pii>[A-Z]{0,5}\d[A-Z\d]*(?:-[A-Z\d]+){0,3})(?![\w\-]|[.,/]\d)", None, 0.85),
     )
-    CONTEXT = ("driver's licen", "driver’s licen", "drivers licen", "driver licen", "driving licen", "licence", "license",
+    CONTEXT = ("driver's licen", "driver’s licen", "drivers licen", "driver licen", "driving licen", "licence no",
+               "license no", "licence number", "license number", "licence #", "license #", "licence:", "license:",
                "dl no", "dl#", "dl number", "passport", "id card", "identity card", "identity document",
                "national id", "id document")
     CONTEXT_WINDOW = 40
     TRIGGER = r"(?i:licen[cs]e|passport|id card|identity|national id|id document|\bdl\b)"  # no cue, no scan
+
+    def has_context(self, text: str, start: int, end: int) -> bool:
+        """The nearest cue before the value, with no other number between them: in "passport AB1234567, call
+        1-182-049-6669" the phone number is not a passport number."""
+        window = text[max(0, start - self.context_window):start].lower()
+        last = None
+        for last in self._ctx.finditer(window):
+            pass
+        return last is not None and not any(ch.isdigit() for ch in window[last.end():])
 
     def validate(self, value: str, match) -> bool:
         digits = v.digits_only(value)
