@@ -519,9 +519,11 @@ _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _EU_POSTCODE = r"(?:[A-Z]{1,2}-)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}"
 
 
-# street types that are not ordinary English words or names: a house number may follow them ("Nerger Ave. 34b")
+# street types unambiguous enough that "Name <type> <number>" is an address ("Nerger Ave. 34b"); the longer
+# _STREET_SUFFIX list also holds words such as Park, Point, Club or Union that would make that pattern too eager
 _STREET_TYPE_NUMBERED = ("Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Court|Ct|Place|Pl|Terrace|Crescent|"
                          "Cres|Close|Square|Sq|Highway|Hwy|Parkway|Pkwy|Mews|Grove|Gardens|Row")
+_JUNCTION_CUE = r"(?i:(?:junction|corner|intersection|crossroads?|crossing)[ \t]+of)"  # "... of X and Y"
 # one street of a junction ("the corner of 5th Ave and Main St", "junction of Orchard St. and Al-Harbi Square")
 _XWORD = r"[\p{Lu}\d][\p{L}\d'’\-]*"
 _STREET_WORD_LC = r"(?:u\.|utca|út|tér|körút|gate|gata|vej|gade|straat|weg|laan|tie|katu|kuja|rue|via|de|del|della|di|da|des|du|la|le|les|dos|das|do|van|von|der|den|al|el|ul\.|st\.)"
@@ -561,7 +563,7 @@ class StreetAddressRecognizer(EntityRecognizer):
         ("street suffix number", 0.9,  # above a name model's reading of "Nerger Ave" as a person
          rf"(?<![\w\-])\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_TYPE_NUMBERED})\.?[ \t]+\d{{1,5}}[A-Za-z]?\b(?![/.\-:,]\d)"),
         ("cross streets", 0.65,
-         rf"(?i:\b(?:junction|corner|intersection|crossroads?|crossing)[ \t]+of[ \t]+)(?P<pii>{_XSTREET}[ \t]+(?i:and|&)[ \t]+{_XSTREET})"),
+         rf"\b{_JUNCTION_CUE}[ \t]+(?P<pii>{_XSTREET}[ \t]+(?i:and|&)[ \t]+{_XSTREET})"),
         ("cross streets at", 0.65,
          rf"(?<![\w\-])\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_SUFFIX})\b\.?[ \t]+(?:at|and|&)[ \t]+\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
         ("po box", 0.75,
@@ -601,7 +603,7 @@ class StreetAddressRecognizer(EntityRecognizer):
     def load(self) -> None:
         self._cores = [(n, s, re.compile(p, re.MULTILINE)) for n, s, p in self._CORES]
         self._cont = re.compile(_SEP + r"(?:" + "|".join(f"(?:{c})" for c in self._CONTINUATIONS) + r")(?![\w])", re.MULTILINE)
-        self._trigger = re.compile(r"\d|(?i:junction|corner|intersection|crossroads?|crossing)[ \t]+of\b")
+        self._trigger = re.compile(rf"\d|{_JUNCTION_CUE}\b")
 
     def _extend(self, text: str, end: int) -> int:
         # same line (and the immediately following one, via _SEP): unit, city, state/ZIP, postcode
