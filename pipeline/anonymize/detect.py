@@ -237,6 +237,8 @@ def _spacy_engine_cls():
         all_lower = all(not t.is_alpha or t.is_lower for t in ent.doc[ent.start:end])  # "spoke to anna berg"
         while not all_lower and end > ent.start + 1 and ent.doc[end - 1].is_lower:
             end -= 1
+        while end > ent.start + 1 and ent.doc[end - 1].lower_.rstrip(".") in _UNIT_WORDS:
+            end -= 1  # "Mr. Tomas Lind Apt. 7": the secondary unit belongs to the address
         if end <= ent.start:
             return None
         if end - ent.start == 1 and ent.doc[ent.start].is_upper and len(ent.doc[ent.start]) <= 4:
@@ -244,6 +246,8 @@ def _spacy_engine_cls():
         if end == ent.end:
             return ent
         return SpacySpan(ent.doc, ent.start, end, label=ent.label_)
+
+    _UNIT_WORDS = frozenset({"apt", "apartment", "suite", "ste", "flat", "unit"})
 
     def _trim_address(ent, ignore_terms):
         """A learned STREET_ADDRESS cut to the address: it ends before a finance word ("..., IBAN DE89...", one of

@@ -36,12 +36,13 @@ MAX_NAME_CHARS = 80  # longest tagged name PersonMentionRecognizer searches for 
 NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
 NAME_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|el|ter|ten|y)"
 NAME_SUFFIX = r"(?:[ \t]+(?:Jr|Sr|II|III|IV)\b\.?)?"  # Koch II, Smith Jr.
+_NOT_UNIT = r"(?!(?:Apt|Apartment|Suite|Ste|Flat|Unit)\b)"  # "Mrs. Jane Roe Suite 541": the unit is the address's
 PERSON_NAME = (
-    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{NAME_WORD})){{0,3}}{NAME_SUFFIX}"
+    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{_NOT_UNIT}{NAME_WORD})){{0,3}}{NAME_SUFFIX}"
 )
 # two or more name words: used after cues that also precede non-names ("customer Service")
 PERSON_NAME2 = (
-    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{NAME_WORD})){{1,3}}{NAME_SUFFIX}"
+    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{_NOT_UNIT}{NAME_WORD})){{1,3}}{NAME_SUFFIX}"
 )
 
 # Capitalised words that follow a cue but are not names ("I'm Sorry", "This is Urgent").
@@ -493,7 +494,7 @@ _EU_COMPOUND = (
     "katu|kuja|tie|polku|kaari|rinne|"
     "väg|vägen|gatan|gata|gränd|stigen|"
     "veien|vegen|gaten|gata|"
-    "laan|straat|plein|gracht|kade|dijk|singel|"
+    "laan|straat|plein|gracht|kade|dijk|singel|dreef|steeg|"
     "utca|út|tér|körút|ulica|ul\\.|cesta|iela|gatvė"
 )
 _PREFIX_TYPE = (
@@ -518,6 +519,9 @@ _US_STATE_ZIP = r"[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?"
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _EU_POSTCODE = r"(?:[A-Z]{1,2}-)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}"
 
+
+# Central European street types written after the name, as separate words
+_CE_STREET_TYPE = "utca|útja|út|körút|tér|ulica|cesta|ulice|třída|námestie|nábrežie"
 
 # street types unambiguous enough that "Name <type> <number>" is an address ("Nerger Ave. 34b"); the longer
 # _STREET_SUFFIX list also holds words such as Park, Point, Club or Union that would make that pattern too eager
@@ -552,6 +556,13 @@ class StreetAddressRecognizer(EntityRecognizer):
          rf"(?<![\w\-])\p{{Lu}}[\p{{L}}\-]*(?i:{_EU_COMPOUND})(?:[ \t]+\p{{Lu}}[\p{{L}}\-]*)?[ \t]+\d{{1,5}}[A-Za-z]?(?:[/\-]\d{{1,4}})?\b"),
         ("street-type word number", 0.7,
          rf"(?<![\w\-])(?:\p{{Lu}}[\p{{L}}\-]*[ \t]+)(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Vej|Gade|Laan|Straat|Väg|Gatan|Utca|Út|u\.|utca|út|tér|gate|vej|gade)[ \t]+\d{{1,5}}[A-Za-z]?\b\.?"),
+        # Central European street types after a name of one or two words, in any case ("Kossuth Lajos utca 12",
+        # "Árpád fejedelem útja 3.", "Celovška cesta 5", "PUHARJEVA ULICA 8C")
+        ("name street-type number", 0.7,
+         rf"(?<![\w\-])\p{{Lu}}[\p{{L}}\-]*(?:[ \t]+\p{{L}}[\p{{L}}\-]*)?[ \t]+(?i:{_CE_STREET_TYPE})[ \t]+\d{{1,5}}[A-Za-z]?\b\.?(?![/.\-:,]\d)"),
+        # a secondary unit on its own ("Mrs. Jane Roe Suite 541 ..."): a part of an address wherever it stands
+        ("unit number", 0.6,
+         r"(?<![\w\-])(?:Apt|APT|apt|Apartment|APARTMENT|Suite|SUITE|Flat|Ste)\.?[ \t]*#?[ \t]*\d{1,5}[A-Za-z]?\b(?![.,:/\-]\d|[ \t]*%)"),
         ("house number, name, number", 0.65,
          rf"(?<![\w\-.,/:])\d{{1,6}}[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*\.?(?:[ \t]+{_NAMEISH}){{0,3}}[ \t]+\d{{1,5}}[A-Za-z]?\b\.?(?=[ \t]*(?:,|\r?\n|$|(?:Apt|Suite|Unit|Flat|Ste)\b))"),
         ("prefix street number", 0.7,
@@ -568,8 +579,8 @@ class StreetAddressRecognizer(EntityRecognizer):
          rf"(?<![\w\-])\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_SUFFIX})\b\.?[ \t]+(?:at|and|&)[ \t]+\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
         ("po box", 0.75,
          r"(?<![\w\-])(?i:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]+Office[ \t]+Box|Postfach)[ \t]+\d{1,6}\b"),
-        ("military", 0.8,
-         r"(?<![\w\-])(?:PSC|Unit|USNS|USNV|USS|USCGC|CMR)[ \t]+[\w \t]{1,30}?(?:,[ \t]*Box[ \t]+\d{1,5})?" + _SEP + r"(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}\b"),
+        ("military", 0.8,  # in any case: "uscgc aslakhanov\nfpo ae 44941"
+         r"(?<![\w\-])(?i:(?:PSC|Unit|USNS|USNV|USS|USCGC|CMR)[ \t]+[\w \t]{1,30}?(?:,[ \t]*Box[ \t]+\d{1,5})?" + _SEP + r"(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5})\b"),
         ("cued number-first", 0.6,
          r"(?i:\b(?:lives?|living|resides?|residing|located|situated|based|moved|meet(?:[ \t]+(?:you|me))?|see you|deliver(?:ed)?|send|sent|ship(?:ped)?|mail(?:ed)?|post(?:ed)?|addresse?s?|is|are|registered)\b[^.\n?!]{0,30}?(?:\b(?:at|to|in|is|are)\b|:)[ \t]*(?:\r?\n[ \t]*)?)"
          r"(?P<pii>\d{1,6}[A-Za-z]?,?[ \t]+\p{L}[^\n?!;:]{2,60}?)(?=[ \t]*(?:[?!;\n\"“”]|\.[\"”']?(?:[ \t]|$)|,[ \t]+and\b|[ \t]+(?:and|or|but|after|before|for|on|by|until|tomorrow|today|tonight|since|because|which|where|when)\b|$))"),
