@@ -146,6 +146,10 @@ GOLDEN = [
     ("Phone: 1-182-049-6669.", "PHONE_NUMBER", "1-182-049-6669"),
     ("You can reach me on 01/399-7103.", "PHONE_NUMBER", "01/399-7103"),
     ("its Cathrine, my number changed to 0098314662", "PHONE_NUMBER", "0098314662"),
+    # the country code in parentheses; the North American shape where libphonenumber rejects the area code
+    ("Contact: A. Berzina +(371) 46680217", "PHONE_NUMBER", "+(371) 46680217"),
+    ("office (+358) 799020212 weekdays", "PHONE_NUMBER", "(+358) 799020212"),
+    ("left a voicemail from 1-153-022-5733x75296 yesterday", "PHONE_NUMBER", "1-153-022-5733x75296"),
     # dates of birth with context
     ("DOB: 12/03/1985", "DATE_OF_BIRTH", "12/03/1985"),
     ("date of birth 1985-03-12, verified", "DATE_OF_BIRTH", "1985-03-12"),
@@ -229,6 +233,19 @@ def test_address_rules_leave_flat_rates_alone():
     rec.load()
     assert rec.analyze("Flat 5% cashback on fuel, FLAT 20 OFF today", ["STREET_ADDRESS"]) == []
     assert [(r.start, r.end) for r in rec.analyze("moved into Flat 5 last week", ["STREET_ADDRESS"])] == [(11, 17)]
+
+
+def test_phone_shapes_need_the_whole_shape():
+    """The North American shape is 3-3-4 digits standing alone: not a piece of a longer reference (libphonenumber's
+    own reading of such references is a separate recognizer's)."""
+    from pipeline.anonymize.recognizers import PhonePatternRecognizer
+
+    rec = PhonePatternRecognizer()
+    rec.load()
+    assert rec.analyze("invoice 2024-123-4567 and order 123-456-78901 settled", ["PHONE_NUMBER"]) == []
+    text = "call (201) 555-0148 or +(370) 51928629"
+    found = {text[r.start:r.end] for r in rec.analyze(text, ["PHONE_NUMBER"])}
+    assert {"(201) 555-0148", "+(370) 51928629"} <= found, found
 
 
 def test_id_document_cue_reaches_only_the_next_number(det):

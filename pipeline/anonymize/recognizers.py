@@ -451,6 +451,12 @@ class PhonePatternRecognizer(RegexRecognizer):
          + _E, 0.7, 0.9),
         ("00CC", _B + r"(?P<pii>00[1-9]\d{0,2}(?:[ \-.]?\(0?\d{1,4}\))?[ \-.]\d{1,12}(?:[ \-.]\d{1,12}){1,5}" + _X + ")"
          + _E, None, 0.8),
+        # the country code in parentheses: "+(370) 51928629", "(+358) 799020212"
+        ("intl (+CC)", r"(?<![\w+\-./])(?P<pii>(?:\+\(\d{1,3}\)|\(\+\d{1,3}\))[ \-.]?\d{1,12}(?:[ \-.]\d{1,12}){0,5}" + _X + ")"
+         + _E, 0.7, 0.9),
+        # the North American shape with separators, also where libphonenumber rejects the area code (test and
+        # made-up numbers: "1-153-022-5733x75296", "(201) 555-0148")
+        ("NANP shape", _B + r"(?P<pii>(?:\+?1[ \-.])?(?:\(\d{3}\)[ \-.]?|\d{3}[\-.])\d{3}[\-.]\d{4}" + _X + ")" + _E, 0.6, 0.85),
         ("cued national",
          _B + r"(?P<pii>(?:1[ \-.])?\(?\d{2,5}\)?(?:[ \-./]?\d{2,5}){1,4})" + _E, None, 0.65),
     )
