@@ -247,7 +247,9 @@ def _spacy_engine_cls():
             return ent
         return SpacySpan(ent.doc, ent.start, end, label=ent.label_)
 
-    _UNIT_WORDS = frozenset({"apt", "apartment", "suite", "ste", "flat", "unit"})
+    from pipeline.anonymize.recognizers import UNIT_WORDS
+
+    _UNIT_WORDS = frozenset(w.lower() for w in UNIT_WORDS)
 
     def _trim_address(ent, ignore_terms):
         """A learned STREET_ADDRESS cut to the address: it ends before a finance word ("..., IBAN DE89...", one of

@@ -36,7 +36,9 @@ MAX_NAME_CHARS = 80  # longest tagged name PersonMentionRecognizer searches for 
 NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
 NAME_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|el|ter|ten|y)"
 NAME_SUFFIX = r"(?:[ \t]+(?:Jr|Sr|II|III|IV)\b\.?)?"  # Koch II, Smith Jr.
-_NOT_UNIT = r"(?!(?:Apt|Apartment|Suite|Ste|Flat|Unit)\b)"  # "Mrs. Jane Roe Suite 541": the unit is the address's
+# secondary-unit words: a name never ends in one ("Mrs. Jane Roe Suite 541": the unit starts the address)
+UNIT_WORDS = ("Apt", "Apartment", "Suite", "Ste", "Flat", "Unit")
+_NOT_UNIT = r"(?!(?:" + "|".join(UNIT_WORDS) + r")\b)"
 PERSON_NAME = (
     rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{_NOT_UNIT}{NAME_WORD})){{0,3}}{NAME_SUFFIX}"
 )
