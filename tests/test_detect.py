@@ -175,6 +175,16 @@ GOLDEN = [
     ("Agent: Thanks Anne-Sophie, I have blocked the card.", "PERSON", "Anne-Sophie"),
     ("Split dinner bill, thanks Hans-P. Wiesenthal", "PERSON", "Hans-P. Wiesenthal"),
     ("Split dinner bill, thanks Dorian Fairweather III", "PERSON", "Dorian Fairweather III"),
+    ("my card 4111.1111.1111.1111 was charged twice", "CREDIT_CARD", "4111.1111.1111.1111"),
+    ("NI number QQ123456C, verified", "ID_DOCUMENT", "QQ123456C"),
+    ("codice fiscale RSSMRA85T10A562S", "ID_DOCUMENT", "RSSMRA85T10A562S"),
+    # a name right after a phone, card or account number (PersonAfterNumberRecognizer)
+    ("call 555-201-3344, Mark Twain", "PERSON", "Mark Twain"),
+    ("Phone: 020 7946 0958 (Priya Patel)", "PERSON", "Priya Patel"),
+    ("Card 4111111111111111 Joanna Nowak disputes it", "PERSON", "Joanna Nowak"),
+    ("Call 07700900123 Priya Patel tomorrow", "PERSON", "Priya Patel"),
+    # a list separated by semicolons that holds a tagged name (PersonMentionRecognizer)
+    ("Victims: Ana Lima; Bruno Costa; Carla Dias", "PERSON", "Carla Dias"),
     # e-mail, IP v4 / v6
     ("write to jane.doe@example.com please", "EMAIL_ADDRESS", "jane.doe@example.com"),
     ("login from 203.0.113.77 at night", "IP_ADDRESS", "203.0.113.77"),
@@ -246,6 +256,20 @@ def test_phone_shapes_need_the_whole_shape():
     text = "call (201) 555-0148 or +(370) 51928629"
     found = {text[r.start:r.end] for r in rec.analyze(text, ["PHONE_NUMBER"])}
     assert {"(201) 555-0148", "+(370) 51928629"} <= found, found
+
+
+def test_a_name_after_a_number_needs_name_words():
+    """Service words after a number are not a name ("Call 08719180248 Identifier Code", real spam SMS), a house
+    number or postcode (under six digits) does not start the rule, and one capitalised word is not enough."""
+    from pipeline.anonymize.recognizers import PersonAfterNumberRecognizer
+
+    rec = PersonAfterNumberRecognizer()
+    rec.load()
+    for text in ("To claim call 08719180248 Identifier Code: 42478 Expires 24/10/04", "deliver to 12 Rose Street",
+                 "ring 555-201-3344 Tomorrow", "card 4111111111111111 Exp 12/27, CVV 123"):
+        assert rec.analyze(text, ["PERSON"]) == [], text
+    text = "tel +44 20 7946 0958 - Ines van der Berg"
+    assert [text[r.start:r.end] for r in rec.analyze(text, ["PERSON"])] == ["Ines van der Berg"]
 
 
 def test_id_document_cue_reaches_only_the_next_number(det):

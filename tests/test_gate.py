@@ -31,6 +31,8 @@ def _types(text: str, min_score: float = 0.85) -> list[str]:
         "card 4111111111111111 ok",
         "card 4111 1111 1111 1111 ok",
         "card 4111-1111-1111-1111 ok",
+        "card 4111.1111.1111.1111 ok",
+        "amex 3782.822463.10005 ok",
         "amex 3782 822463 10005 ok",
         "two numbers 4111111111111111 100 glued",
     ],
@@ -41,6 +43,12 @@ def test_card_any_grouping(text):
 
 def test_card_needs_luhn():
     assert "CREDIT_CARD" not in _types("order 4111111111111112 shipped")
+    assert "CREDIT_CARD" not in _types("order 4111.1111.1111.1112 shipped")
+
+
+def test_dots_only_in_the_card_shapes():
+    """Dotted digits are read as a card only in the 4-4-4-4 and 4-6-5 shapes: amounts, versions, IPs stay out."""
+    assert _types("paid 1.234.567,89 EUR, build 4.1111.1111.1111.1 on 192.168.1.10", min_score=0.0) == []
 
 
 def test_iban_ssn_email_aba_phone():
@@ -52,6 +60,15 @@ def test_iban_ssn_email_aba_phone():
     assert _types("ref 021000021") == []  # checksum-valid, no context: a suspect only
     assert _types("call +1 415-555-0123 or (415) 555-0124") == ["PHONE_NUMBER", "PHONE_NUMBER"]
     assert _types("network 156.59.152.0/24 at 2024-03-05 14:22:10, total 1234.56") == []
+
+@pytest.mark.parametrize("text", ["IBAN DE89370400440532013000 Mark Twain", "IBAN DE89 3704 0044 0532 0130 00 Mark",
+                                  "to DE89-3704-0044-0532-0130-00 MARK"])
+def test_iban_finding_ends_at_the_iban(text):
+    """The candidate may run on into the next word ("... 00 M"); the finding stops at the IBAN's last character, so
+    the same IBAN always gives the same value (and pseudonym) whatever follows it."""
+    (f,) = [f for f in pattern_findings(text) if f.type == "IBAN_CODE"]
+    assert text[f.start:f.end].replace(" ", "").replace("-", "") == "DE89370400440532013000"
+
 
 
 def test_tokens_never_trip_the_gate():

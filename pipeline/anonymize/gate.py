@@ -228,6 +228,8 @@ class ValueMatcher:
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _DIGIT_GROUPS = re.compile(r"(?<![\d])\d+(?:[ \-]\d+)*(?![\d])")
+# a card written with dots: only the full 4-4-4-4(-n) and 4-6-5 shapes (dotted amounts, dates and IPs stay out)
+_DOTTED_CARD = re.compile(r"(?<![\d.])(?:\d{4}(?:\.\d{4}){3}(?:\.\d{1,3})?|\d{4}\.\d{6}\.\d{5})(?![\d]|\.\d)")
 _SSN = re.compile(r"(?<![\d\-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d\-])")
 _NINE = re.compile(r"(?<![\d])\d{9}(?![\d])")
 _ABA_CONTEXT = re.compile(r"routing|\baba\b|\brtn\b|transit", re.I)
@@ -267,6 +269,12 @@ def pattern_findings(text: str) -> list[Finding]:
                             seen.add((s, e))
                             score = 0.95 if card_network(total) not in (None, "other") else 0.5
                             out.append(Finding("CREDIT_CARD", "pattern", score, s, e))
+        if "." in text:
+            for m in _DOTTED_CARD.finditer(text):
+                total = m.group().replace(".", "")
+                if card_number_valid(total):
+                    score = 0.95 if card_network(total) not in (None, "other") else 0.5
+                    out.append(Finding("CREDIT_CARD", "pattern", score, m.start(), m.end()))
         for m in _SSN.finditer(text):
             if us_ssn_valid(m.group()):
                 out.append(Finding("US_SSN", "pattern", 0.85, m.start(), m.end()))
@@ -282,7 +290,10 @@ def pattern_findings(text: str) -> list[Finding]:
             comp = re.sub(r"[^A-Z0-9]", "", m.group())
             n = IBAN_LENGTHS.get(comp[:2])
             if n and len(comp) >= n and iban_valid(comp[:n]):
-                out.append(Finding("IBAN_CODE", "pattern", 1.0, m.start(), m.end()))
+                # the finding ends at the IBAN's last character, not at the candidate's: "DE89…3000 Mark" is cut
+                # before " M" (otherwise the next word's initial would join the value and its pseudonym)
+                ends = [m.start() + j + 1 for j, ch in enumerate(m.group()) if ch.isalnum()]
+                out.append(Finding("IBAN_CODE", "pattern", 1.0, m.start(), ends[n - 1]))
     return out
 
 

@@ -37,14 +37,16 @@ NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
 NAME_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|el|ter|ten|y)"
 NAME_SUFFIX = r"(?:[ \t]+(?:Jr|Sr|II|III|IV)\b\.?)?"  # Koch II, Smith Jr.
 # secondary-unit words: a name never ends in one ("Mrs. Jane Roe Suite 541": the unit starts the address)
+# a particle is part of a name when a capitalised word follows, after at most one more particle ("van der Berg")
+_PARTICLE_IN_NAME = rf"{NAME_PARTICLE}(?=(?:[ \t]+{NAME_PARTICLE})?[ \t]+\p{{Lu}})"
 UNIT_WORDS = ("Apt", "Apartment", "Suite", "Ste", "Flat", "Unit")
 _NOT_UNIT = r"(?!(?:" + "|".join(UNIT_WORDS) + r")\b)"
 PERSON_NAME = (
-    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{_NOT_UNIT}{NAME_WORD})){{0,3}}{NAME_SUFFIX}"
+    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{_PARTICLE_IN_NAME}|{_NOT_UNIT}{NAME_WORD})){{0,3}}{NAME_SUFFIX}"
 )
 # two or more name words: used after cues that also precede non-names ("customer Service")
 PERSON_NAME2 = (
-    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{_NOT_UNIT}{NAME_WORD})){{1,3}}{NAME_SUFFIX}"
+    rf"{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{_PARTICLE_IN_NAME}|{_NOT_UNIT}{NAME_WORD})){{1,3}}{NAME_SUFFIX}"
 )
 
 # Capitalised words that follow a cue but are not names ("I'm Sorry", "This is Urgent").
@@ -168,7 +170,7 @@ class RegexRecognizer(EntityRecognizer):
 class CardNumberRecognizer(RegexRecognizer):
     """Payment card numbers in every common grouping, Luhn-validated, with a plausible issuer prefix.
 
-    4-4-4-4(-3) with spaces or dashes, 4-6-5 (Amex) and 4-6-4 (Diners), compact 13-19 digits, any other grouping
+    4-4-4-4(-3) and 4-6-5 (Amex) with spaces, dashes or dots, 4-6-4 (Diners), compact 13-19 digits, any other grouping
     of 13-19 digits with one separator (lower score); 12-digit Maestro numbers only with card context.
     """
 
@@ -176,8 +178,8 @@ class CardNumberRecognizer(RegexRecognizer):
     _B = r"(?<![\w\-.,/])"
     _E = r"(?![\w\-]|[.,/]\d)"
     PATTERNS = (
-        ("grouped 4-4-4-4", _B + r"(?P<pii>[2-6]\d{3}([ \-])\d{4}\2\d{4}\2\d{4}(?:\2\d{1,3})?)" + _E, 0.9, 1.0),
-        ("amex 4-6-5", _B + r"(?P<pii>3[47]\d{2}([ \-])\d{6}\2\d{5})" + _E, 0.9, 1.0),
+        ("grouped 4-4-4-4", _B + r"(?P<pii>[2-6]\d{3}([ \-.])\d{4}\2\d{4}\2\d{4}(?:\2\d{1,3})?)" + _E, 0.9, 1.0),
+        ("amex 4-6-5", _B + r"(?P<pii>3[47]\d{2}([ \-.])\d{6}\2\d{5})" + _E, 0.9, 1.0),
         ("diners 4-6-4", _B + r"(?P<pii>3[0689]\d{2}([ \-])\d{6}\2\d{4})" + _E, 0.85, 1.0),
         ("compact 13-19", _B + r"(?P<pii>[2-6]\d{12,18})" + _E, 0.6, 0.95),
         # any other grouping (e.g. 3-5-4-4, 6-6-4): the leakage gate catches these anyway, so missing them here
@@ -321,19 +323,25 @@ class BankAccountRecognizer(RegexRecognizer):
 
 # ------------------------------------------------------------------------------------------ ID documents
 class IdDocumentRecognizer(RegexRecognizer):
-    """Identity document numbers (driving licence, passport, national identity card) after an explicit cue: a token
-    of capitals and digits with at least 5 digits ("F162823540116", "AB1234567", "MORGA657054SM9IJ", "2270-66-1551")."""
+    """Identity document numbers (driving licence, passport, national identity card, national insurance or tax
+    number) after an explicit cue: a token of capitals and digits with at least 5 digits ("F162823540116",
+    "AB1234567", "MORGA657054SM9IJ", "2270-66-1551", "QQ123456C")."""
 
     ENTITY = "ID_DOCUMENT"
     PATTERNS = (
-        ("id document", r"(?<![\w\-./])(?P<pii>[A-Z]{0,5}\d[A-Z\d]*(?:-[A-Z\d]+){0,3})(?![\w\-]|[.,/]\d)", None, 0.85),
+        ("id document", r"(?<![\w\-./])(?P<pii>[A-Z]{0,6}\d[A-Z\d]*(?:-[A-Z\d]+){0,3})(?![\w\-]|[.,/]\d)", None, 0.85),
     )
     CONTEXT = ("driver's licen", "driver’s licen", "drivers licen", "driver licen", "driving licen", "licence no",
                "license no", "licence number", "license number", "licence #", "license #", "licence:", "license:",
                "dl no", "dl#", "dl number", "passport", "id card", "identity card", "identity document",
-               "national id", "id document")
+               "national id", "id document",
+               # national identification and tax numbers ("NI number QQ123456C", "PESEL 85031212345")
+               "national insurance", "ni number", "ni no", "nino", "social insurance", "tax id", "taxpayer id",
+               "tax identification", "codice fiscale", "pesel", "personnummer", "aadhaar")
     CONTEXT_WINDOW = 40
-    TRIGGER = r"(?i:licen[cs]e|passport|id card|identity|national id|id document|\bdl\b)"  # no cue, no scan
+    TRIGGER = (r"(?i:licen[cs]e|passport|id card|identity|national id|id document|\bdl\b|national insurance|"
+               r"\bni n|\bnino\b|social insurance|tax id|taxpayer|tax identification|codice fiscale|pesel|"
+               r"personnummer|aadhaar)")  # no cue, no scan
 
     def has_context(self, text: str, start: int, end: int) -> bool:
         """The nearest cue before the value, with no other number between them: in "passport AB1234567, call
@@ -749,13 +757,36 @@ class PersonCueRecognizer(RegexRecognizer):
         return not any(ch.isdigit() for ch in value)
 
 
+# words that follow a number in service text and are not names ("Call 0871... Identifier Code", "... Del Thurs")
+_AFTER_NUMBER_NOT_NAMES = NOT_NAMES | frozenset(
+    "code codes identifier id ref pin number no claim prize award bonus points valid expires exp std rate mins "
+    "mon tue tues wed thu thur thurs fri sat del delivery".split())
+
+
+class PersonAfterNumberRecognizer(PersonCueRecognizer):
+    """A name right after a phone, card, account or reference number: "tel 020 7946 0958 Mark Twain",
+    "Card 4111... (Jane Roe)", "07700 900123 - Priya Patel". The learned NER reads a capitalised pair after a
+    number as the rest of an address, or not at all. The number has six digits or more (house numbers and postcodes
+    have fewer; the number is at most 32 characters long, which keeps the pattern linear on long digit runs), the
+    name two name words or more, it ends the clause, and none of its words is a service word."""
+
+    TRIGGER = r"\d"
+    PATTERNS = (
+        ("after a number", rf"(?<![\w.])(?:\+|#)?(?=(?:[ \t().\-/]*\d){{6}})\d[\d \t().\-/]{{4,30}}\d\)?[ \t]*[,;:/\-–—(]?[ \t]*(?P<pii>{PERSON_NAME2})(?=[ \t]*(?:[,.;:!?)\]]|\r?\n|$)|[ \t]+\p{{Ll}})", 0.6, 0.6),
+    )
+
+    def validate(self, value: str, match) -> bool:
+        words = [w.lower().strip(".'’") for w in value.replace("\t", " ").split()]
+        return bool(words) and not any(w in _AFTER_NUMBER_NOT_NAMES for w in words) and super().validate(value, match)
+
+
 class NameLineRecognizer(PersonCueRecognizer):
     """A line holding only a name (2-4 capitalised words or initials) in a multi-line text: signature blocks,
     letter heads, quoted e-mail footers."""
 
     TRIGGER = r"\n"
     PATTERNS = (
-        ("name line", rf"(?m:^[ \t>]*)(?P<pii>{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{NAME_PARTICLE}(?=[ \t]+\p{{Lu}})|{NAME_WORD})){{1,3}})[ \t]*\r?$", 0.55, 0.55),
+        ("name line", rf"(?m:^[ \t>]*)(?P<pii>{NAME_WORD}(?:[ \t]+(?:{NAME_INITIAL}|{_PARTICLE_IN_NAME}|{NAME_WORD})){{1,3}})[ \t]*\r?$", 0.55, 0.55),
     )
 
 
@@ -765,14 +796,15 @@ class PersonMentionRecognizer(EntityRecognizer):
     spaCy tags "Anna" in "Anna, Tom and Lea" but not the others, and the first mention of "Borkowski" but not the
     second. This recognizer (1) marks every other whole-word occurrence of a tagged name, and of each of its
     capitalised parts, and (2) extends a tagged name to the other members of a list of capitalised words
-    ("A, B, C and D") it belongs to. It reads spaCy's PERSON entities from the NLP artifacts, so it adds nothing
-    when NER is off.
+    ("A, B, C and D", "A B; C D; E F") it belongs to. It reads spaCy's PERSON entities from the NLP artifacts, so
+    it adds nothing when NER is off.
     """
 
     ENTITY = "PERSON"
     _LIST = re.compile(
         rf"{NAME_WORD}(?:[ \t]+{NAME_WORD})?(?:[ \t]*,[ \t]*{NAME_WORD}(?:[ \t]+{NAME_WORD})?)+,?[ \t]+(?:and|or|&)[ \t]+{NAME_WORD}(?:[ \t]+{NAME_WORD})?"
-        rf"|{NAME_WORD}(?:[ \t]+{NAME_WORD})?[ \t]+(?:and|or|&)[ \t]+{NAME_WORD}(?:[ \t]+{NAME_WORD})?")
+        rf"|{NAME_WORD}(?:[ \t]+{NAME_WORD})?[ \t]+(?:and|or|&)[ \t]+{NAME_WORD}(?:[ \t]+{NAME_WORD})?"
+        rf"|{NAME_WORD}(?:[ \t]+{NAME_WORD})?(?:[ \t]*;[ \t]*{NAME_WORD}(?:[ \t]+{NAME_WORD})?)+")  # "A B; C D; E F"
     _ITEM = re.compile(rf"{NAME_WORD}(?:[ \t]+{NAME_WORD})?")
 
     def __init__(self, supported_language: str = "en", supported_entity: Optional[str] = None,
