@@ -246,6 +246,11 @@ class Finding:
     end: int
 
 
+def _card_finding(digits: str, start: int, end: int) -> Finding:
+    """A Luhn-valid card number: confident with a known network's prefix, a suspect otherwise."""
+    return Finding("CREDIT_CARD", "pattern", 0.95 if card_network(digits) not in (None, "other") else 0.5, start, end)
+
+
 def pattern_findings(text: str) -> list[Finding]:
     """High-recall, checksum-validated PII patterns in one piece of text (no operator tokens inside)."""
     out: list[Finding] = []
@@ -267,14 +272,12 @@ def pattern_findings(text: str) -> list[Finding]:
                         s, e = m.start() + groups[a][0], m.start() + groups[b][0] + len(groups[b][1])
                         if (s, e) not in seen:
                             seen.add((s, e))
-                            score = 0.95 if card_network(total) not in (None, "other") else 0.5
-                            out.append(Finding("CREDIT_CARD", "pattern", score, s, e))
+                            out.append(_card_finding(total, s, e))
         if "." in text:
             for m in _DOTTED_CARD.finditer(text):
                 total = m.group().replace(".", "")
                 if card_number_valid(total):
-                    score = 0.95 if card_network(total) not in (None, "other") else 0.5
-                    out.append(Finding("CREDIT_CARD", "pattern", score, m.start(), m.end()))
+                    out.append(_card_finding(total, m.start(), m.end()))
         for m in _SSN.finditer(text):
             if us_ssn_valid(m.group()):
                 out.append(Finding("US_SSN", "pattern", 0.85, m.start(), m.end()))

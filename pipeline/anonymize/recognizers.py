@@ -36,9 +36,9 @@ MAX_NAME_CHARS = 80  # longest tagged name PersonMentionRecognizer searches for 
 NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
 NAME_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|el|ter|ten|y)"
 NAME_SUFFIX = r"(?:[ \t]+(?:Jr|Sr|II|III|IV)\b\.?)?"  # Koch II, Smith Jr.
-# secondary-unit words: a name never ends in one ("Mrs. Jane Roe Suite 541": the unit starts the address)
 # a particle is part of a name when a capitalised word follows, after at most one more particle ("van der Berg")
 _PARTICLE_IN_NAME = rf"{NAME_PARTICLE}(?=(?:[ \t]+{NAME_PARTICLE})?[ \t]+\p{{Lu}})"
+# secondary-unit words: a name never ends in one ("Mrs. Jane Roe Suite 541": the unit starts the address)
 UNIT_WORDS = ("Apt", "Apartment", "Suite", "Ste", "Flat", "Unit")
 _NOT_UNIT = r"(?!(?:" + "|".join(UNIT_WORDS) + r")\b)"
 PERSON_NAME = (
