@@ -155,6 +155,7 @@ GOLDEN = [
     ("date of birth 1985-03-12, verified", "DATE_OF_BIRTH", "1985-03-12"),
     ("I was born on 3 March 1985.", "DATE_OF_BIRTH", "3 March 1985"),
     ("born March 3, 1985", "DATE_OF_BIRTH", "March 3, 1985"),
+    ("DOB 01-Jan-1980, verified", "DATE_OF_BIRTH", "01-Jan-1980"),
     # names via cues and NER
     ("Hello, my name is Anna Kowalski and I need help", "PERSON", "Anna Kowalski"),
     ("Dear Mr. Thompson, thank you", "PERSON", "Thompson"),
@@ -178,6 +179,8 @@ GOLDEN = [
     ("my card 4111.1111.1111.1111 was charged twice", "CREDIT_CARD", "4111.1111.1111.1111"),
     ("NI number QQ123456C, verified", "ID_DOCUMENT", "QQ123456C"),
     ("codice fiscale RSSMRA85T10A562S", "ID_DOCUMENT", "RSSMRA85T10A562S"),
+    ("NIE X1234567L, DNI 12345678Z", "ID_DOCUMENT", "12345678Z"),
+    ("BSN 123456782 on file", "ID_DOCUMENT", "123456782"),
     # a name right after a phone, card or account number (PersonAfterNumberRecognizer)
     ("call 555-201-3344, Mark Twain", "PERSON", "Mark Twain"),
     ("Phone: 020 7946 0958 (Priya Patel)", "PERSON", "Priya Patel"),
@@ -185,8 +188,32 @@ GOLDEN = [
     ("Call 07700900123 Priya Patel tomorrow", "PERSON", "Priya Patel"),
     # a list separated by semicolons that holds a tagged name (PersonMentionRecognizer)
     ("Victims: Ana Lima; Bruno Costa; Carla Dias", "PERSON", "Carla Dias"),
+    # ranks, "c/o" and "FAO", and an informal lower-case honorific
+    ("Sgt. Bill Murray took the statement", "PERSON", "Bill Murray"),
+    ("c/o Jane Doe, 22 Acacia Avenue", "PERSON", "Jane Doe"),
+    ("FAO Mark Twain, Accounts Payable", "PERSON", "Mark Twain"),
+    ("ask for mrs patel at the desk", "PERSON", "patel"),
+    ("the battery is for mr adewale my uncle", "PERSON", "adewale"),
+    ("Signed, Rt Hon. Geoffrey Palmer", "PERSON", "Geoffrey Palmer"),
+    ("Olga Petrova (née Smirnova) updated her address", "PERSON", "Smirnova"),
+    # bank-statement memos in capitals: initials and a surname after a payment code
+    ("DD TO A KOWALSKI", "PERSON", "A KOWALSKI"),
+    ("SO J.SMITH SAVINGS", "PERSON", "J.SMITH"),
+    ("BGC MRS J O'REILLY", "PERSON", "J O'REILLY"),
+    # coordinates after a location cue (GeoCoordinateRecognizer)
+    ("GPS 51.5007, -0.1246 at the time of the transaction", "LOCATION", "51.5007, -0.1246"),
+    ("device location: 40.7128 N, 74.0060 W", "LOCATION", "40.7128 N, 74.0060 W"),
+    # a unit, a number-first street and a town, in lower case
+    ("flat 4b, 19 kingsway, cardiff cf10 3ds", "STREET_ADDRESS", "flat 4b, 19 kingsway, cardiff cf10 3ds"),
+    ("send the parcel to flat 4b, 19 kingsway, cardiff", "STREET_ADDRESS", "flat 4b, 19 kingsway, cardiff"),
     # e-mail, IP v4 / v6
     ("write to jane.doe@example.com please", "EMAIL_ADDRESS", "jane.doe@example.com"),
+    # spelled out or bracketed (ObfuscatedEmailRecognizer)
+    ("email me at jane dot doe at gmail dot com", "EMAIL_ADDRESS", "jane dot doe at gmail dot com"),
+    ("jane[at]gmail[dot]com is my address", "EMAIL_ADDRESS", "jane[at]gmail[dot]com"),
+    ("Contact: priya.patel at outlook dot com", "EMAIL_ADDRESS", "priya.patel at outlook dot com"),
+    ("write to john (at) example (dot) org", "EMAIL_ADDRESS", "john (at) example (dot) org"),
+    ("reach me: jsmith82 at yahoo.co.uk thanks", "EMAIL_ADDRESS", "jsmith82 at yahoo.co.uk"),
     ("login from 203.0.113.77 at night", "IP_ADDRESS", "203.0.113.77"),
     ("ipv6 2001:db8::ff00:42:8329 seen", "IP_ADDRESS", "2001:db8::ff00:42:8329"),
 ]
@@ -218,6 +245,11 @@ NEGATIVES = [
     "call me on 12/05/2023 about the licence renewal",  # a date after a phone cue; a cue with no number
     "case ID 12345678 opened, licence fee 250.00 paid",  # a case ID is not an ID document; an amount is not one
     "Licensed by the FCA, firm reference 123456",  # a licensed firm's reference is not an identity document
+    # English "-ring" words before a number are not a German "-ring" street
+    "Transferring 500 EUR to savings, entering 1234 as the code",
+    "During 1971 the branch opened",
+    "my niece 12345 called, my cousin 123456 too",  # "nie" / "sin" are ID cues only as whole words
+    "PAYMENT TO A FRIEND, TRANSFER TO A SAVINGS POT",  # a memo's word after "A" is not always a surname
 ]
 
 
@@ -270,6 +302,46 @@ def test_a_name_after_a_number_needs_name_words():
         assert rec.analyze(text, ["PERSON"]) == [], text
     text = "tel +44 20 7946 0958 - Ines van der Berg"
     assert [text[r.start:r.end] for r in rec.analyze(text, ["PERSON"])] == ["Ines van der Berg"]
+
+
+def test_english_ring_words_are_not_ring_streets():
+    from pipeline.anonymize.recognizers import StreetAddressRecognizer
+
+    rec = StreetAddressRecognizer()
+    rec.load()
+    for text in ("Transferring 500", "Entering 1234", "Offering 50", "Scoring 3", "Featuring 2", "Monitoring 24",
+                 "Spring 2024", "Bring 2", "Referring 3", "Ensuring 100", "Acquiring 20"):
+        assert rec.analyze(text, ["STREET_ADDRESS"]) == [], text
+
+
+def test_coordinates_need_a_location_cue_and_range():
+    from pipeline.anonymize.recognizers import GeoCoordinateRecognizer
+
+    rec = GeoCoordinateRecognizer()
+    rec.load()
+    for text in ("scores 0.9312, 0.8821 in the model", "amount 12.500, 13.250 EUR", "location 123.4567, 200.1234"):
+        assert rec.analyze(text, ["LOCATION"]) == [], text
+    text = "login geo: 48.85661,2.35222 (Paris)"
+    assert [text[r.start:r.end] for r in rec.analyze(text, ["LOCATION"])] == ["48.85661,2.35222"]
+
+
+def test_german_ring_streets_still_read_as_addresses(det):
+    for text in ("Kaiserring 5, 68161 Mannheim", "Ostring 12, Bochum", "Hansaring 20, Köln"):
+        assert [(s.type, text[s.start:s.end]) for s in det.detect(text)] == [("STREET_ADDRESS", text)]
+
+
+def test_at_before_a_shop_domain_is_not_an_email(det):
+    text = "shop at amazon dot com, charge of USD 187 at Booking.com, look at google dot com"
+    assert [s for s in det.detect(text) if s.type == "EMAIL_ADDRESS"] == []
+
+
+def test_spelled_out_email_gets_the_plain_address_pseudonym():
+    from pipeline.anonymize.pseudonym import normalize
+
+    plain = normalize("EMAIL_ADDRESS", "Jane.Doe@gmail.com")
+    for written in ("jane dot doe at gmail dot com", "Jane[at]gmail[dot]com".replace("Jane", "jane.doe"),
+                    "jane.doe (at) gmail (dot) com", "jane.doe @ gmail.com"):
+        assert normalize("EMAIL_ADDRESS", written) == plain, written
 
 
 def test_id_document_cue_reaches_only_the_next_number(det):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
-from pipeline.anonymize.validators import compact_upper, digits_only
+from pipeline.anonymize.validators import compact_upper, deobfuscate_email, digits_only
 from pipeline.errors import ConfigError
 
 KEY_ENV = "FRAUDSLM_PSEUDONYM_KEY"
@@ -93,7 +93,8 @@ def normalize(entity_type: str, value: str) -> str:
         return compact_upper(value) or collapse(value)
     if entity_type == "EMAIL_ADDRESS":
         v = collapse(value)
-        return v[7:] if v.startswith("mailto:") else v
+        v = v[7:] if v.startswith("mailto:") else v
+        return deobfuscate_email(v) if (" " in v or "[" in v or "(" in v or "{" in v or "<" in v) else v
     if entity_type == "PHONE_NUMBER":
         return normalize_phone(value)
     if entity_type == "IP_ADDRESS":

@@ -66,8 +66,11 @@ NOT_NAMES = frozenset(
     delivery notifications notification noreply no-reply billing help info admin verification verify alerts
     gift salary rent payroll payee payer merchant sender recipient beneficiary fraud unit
     could would can will shall should might must may do does did is are was were be have has had let kindly
-    why what when where who whom whose how which someone somebody anyone anybody everyone nobody none""".split()
+    why what when where who whom whose how which someone somebody anyone anybody everyone nobody none
+    whats wats""".split()
 )
+_MEMO_NOT_SURNAMES = NOT_NAMES | frozenset("friend friends family pub shop loan loans car cars house home mortgage "
+                                          "isa pot vault".split())
 _CONTRACTION = re.compile(r"['’](?:m|s|re|ve|ll|d|t)$", re.IGNORECASE)
 
 
@@ -337,11 +340,14 @@ class IdDocumentRecognizer(RegexRecognizer):
                "national id", "id document",
                # national identification and tax numbers ("NI number QQ123456C", "PESEL 85031212345")
                "national insurance", "ni number", "ni no", "nino", "social insurance", "tax id", "taxpayer id",
-               "tax identification", "codice fiscale", "pesel", "personnummer", "aadhaar")
+               "tax identification", "codice fiscale", "pesel", "personnummer", "aadhaar", "steuer-id", "steuerid",
+               "steuernummer", "identifikationsnummer",
+               # short national-ID acronyms, as whole words ("DNI 12345678Z", "NIE X1234567L", "BSN 123456782")
+               *(f"{w}{end}" for w in ("dni", "nie", "nif", "bsn", "cpf", "sin") for end in (" ", ":", "#", "-")))
     CONTEXT_WINDOW = 40
     TRIGGER = (r"(?i:licen[cs]e|passport|id card|identity|national id|id document|\bdl\b|national insurance|"
                r"\bni n|\bnino\b|social insurance|tax id|taxpayer|tax identification|codice fiscale|pesel|"
-               r"personnummer|aadhaar)")  # no cue, no scan
+               r"personnummer|aadhaar|steuer|identifikationsnummer|\b(?:dni|nie|nif|bsn|cpf|sin)\b)")  # no cue, no scan
 
     def has_context(self, text: str, start: int, end: int) -> bool:
         """The nearest cue before the value, with no other number between them: in "passport AB1234567, call
@@ -504,6 +510,8 @@ _STREET_SUFFIX = (
     "Centre|Centers|Burg|Burgs|Bypass|Byp|Causeway|Cswy|Drives|Ways|Walks|Squares|Parks|Loaf|Mews|Gate|Branch|Brook|"
     "Brooks|Circles|Course|Extensions|Fall|Ferry|Land|River|Roads|Rue|Views|Via|Rows|Passage|Junctions|Ridges"
 )
+# English words that end like a German "-ring" street (Kaiserring, Ostring, Hansaring): gerunds and a few nouns
+_ENGLISH_RING = r"(?i:(?:\p{L}*[eiou]|sp|st|b|\p{L}*(?:fe|cu|ti|ba|ta|ca|pu|lu)r)ring\b)"
 _EU_COMPOUND = (
     "strasse|straße|str\\.|gasse|weg|platz|allee|ring|damm|ufer|chaussee|steig|pfad|"
     "vej|gade|allé|stræde|torv|"
@@ -532,6 +540,11 @@ _CITY = r"\p{Lu}[\p{L}'’\-]*(?:[ \t]+(?:\p{Lu}[\p{L}'’\-]*|de|del|la|le|sur|
 _HOUSE_NO = r"(?:H\.[ \t]?No|House[ \t]+No|No|Nr)\.?[ \t]*"  # "H.No. 04, Karan Road", "No. 12 Church Street"
 _UNIT = r"(?:(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|Room|Rm|Bldg|Building|Block|Blk|Dept)\.?[ \t]*#?[ \t]*[\w\-]{1,6}|#[ \t]?\d{1,5}[A-Za-z]?)"
 _US_STATE_ZIP = r"[A-Z]{2}[ \t]+\d{5}(?:-\d{4})?"
+# "flat 4b, " / "Apt. 12, " before a number-first street
+_UNIT_PREFIX = r"(?i:flat|apt|apartment|unit|suite|ste)\.?[ \t]*#?[ \t]*\d{1,4}[A-Za-z]?,[ \t]*"
+# where a free-form address chunk ends: a sentence end, a line end, or a clause word
+_ADDRESS_TAIL_END = (r"(?=[ \t]*(?:[?!;\n\"“”]|\.[\"”']?(?:[ \t]|$)|,[ \t]+and\b|[ \t]+(?:and|or|but|after|before|for|on|"
+                     r"by|until|tomorrow|today|tonight|since|because|which|where|when)\b|$))")
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _EU_POSTCODE = r"(?:[A-Z]{1,2}-)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}"
 
@@ -568,8 +581,9 @@ class StreetAddressRecognizer(EntityRecognizer):
          rf"(?<![\w\-])(?:(?:Flat|Studio|Apartment|Apt|Unit|Suite|Room)\.?[ \t]+[\w\-]{{1,5}},?[ \t]+|{_HOUSE_NO})?\d{{1,6}}[A-Za-z]?(?:-\d{{1,4}})?,?(?:[ \t]+(?:{_WORD}|[NSEW]\.?)){{1,4}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
         ("unit street suffix", 0.85,
          rf"(?<![\w\-])(?:Flat|Studio|Apartment|Apt|Unit|Suite|Room)\.?[ \t]+\d{{1,5}}[A-Za-z]?,?(?:[ \t]+{_WORD}){{1,4}}[ \t]+(?:{_STREET_SUFFIX})\b\.?"),
+        # (not an English "-ring" word before a number: "Transferring 500 EUR", "During 1971", "Spring 2024")
         ("compound street number", 0.7,
-         rf"(?<![\w\-])\p{{Lu}}[\p{{L}}\-]*(?i:{_EU_COMPOUND})(?:[ \t]+\p{{Lu}}[\p{{L}}\-]*)?[ \t]+\d{{1,5}}[A-Za-z]?(?:[/\-]\d{{1,4}})?\b"),
+         rf"(?<![\w\-])(?!{_ENGLISH_RING})\p{{Lu}}[\p{{L}}\-]*(?i:{_EU_COMPOUND})(?:[ \t]+\p{{Lu}}[\p{{L}}\-]*)?[ \t]+\d{{1,5}}[A-Za-z]?(?:[/\-]\d{{1,4}})?\b"),
         ("street-type word number", 0.7,
          rf"(?<![\w\-])(?:\p{{Lu}}[\p{{L}}\-]*[ \t]+)(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Vej|Gade|Laan|Straat|Väg|Gatan|Utca|Út|u\.|utca|út|tér|gate|vej|gade)[ \t]+\d{{1,5}}[A-Za-z]?\b\.?"),
         # Central European street types after a name of one or two words, in any case ("Kossuth Lajos utca 12",
@@ -599,7 +613,13 @@ class StreetAddressRecognizer(EntityRecognizer):
          r"(?<![\w\-])(?i:(?:PSC|Unit|USNS|USNV|USS|USCGC|CMR)[ \t]+[\w \t]{1,30}?(?:,[ \t]*Box[ \t]+\d{1,5})?" + _SEP + r"(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5})\b"),
         ("cued number-first", 0.6,
          r"(?i:\b(?:lives?|living|resides?|residing|located|situated|based|moved|meet(?:[ \t]+(?:you|me))?|see you|deliver(?:ed)?|send|sent|ship(?:ped)?|mail(?:ed)?|post(?:ed)?|addresse?s?|is|are|registered)\b[^.\n?!]{0,30}?(?:\b(?:at|to|in|is|are)\b|:)[ \t]*(?:\r?\n[ \t]*)?)"
-         r"(?P<pii>\d{1,6}[A-Za-z]?,?[ \t]+\p{L}[^\n?!;:]{2,60}?)(?=[ \t]*(?:[?!;\n\"“”]|\.[\"”']?(?:[ \t]|$)|,[ \t]+and\b|[ \t]+(?:and|or|but|after|before|for|on|by|until|tomorrow|today|tonight|since|because|which|where|when)\b|$))"),
+         r"(?P<pii>(?:" + _UNIT_PREFIX + r")?\d{1,6}[A-Za-z]?,?[ \t]+\p{L}[^\n?!;:]{2,60}?)" + _ADDRESS_TAIL_END),
+        # a secondary unit, a number-first street and a town after a comma, in any case
+        # ("flat 4b, 19 kingsway, cardiff cf10 3ds"; not "flat 5, 20 off everything")
+        ("unit, number-first", 0.6,
+         r"(?<![\w\-])(?P<pii>" + _UNIT_PREFIX + r"\d{1,6}[A-Za-z]?[ \t]+\p{L}[\p{L}'’\-]*(?:[ \t]+\p{L}[\p{L}'’\-]*){0,2},"
+         r"[ \t]*\p{L}[\p{L}'’\-]*(?:[ \t]+\p{L}[\p{L}'’\-]*)?(?:[ \t]+(?:[A-Za-z]{1,2}\d[A-Za-z\d]?[ \t]*\d[A-Za-z]{2}|\d{4,6}))?)"
+         r"(?=[ \t]*(?:[,.;!?)\n]|$))"),
     )
     _CONTINUATIONS = (
         _UNIT,
@@ -700,6 +720,7 @@ _MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Ju
 DATE_PATTERN = (
     r"(?:\d{1,2}[/.\-]\d{1,2}[/.\-](?:19|20)?\d{2}"
     r"|(?:19|20)\d{2}[/.\-]\d{1,2}[/.\-]\d{1,2}"
+    rf"|\d{{1,2}}[/.\-]{_MONTH}[/.\-](?:19|20)?\d{{2}}"
     rf"|\d{{1,2}}(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?{_MONTH},?[ \t]+(?:19|20)\d{{2}}"
     rf"|{_MONTH}[ \t]+\d{{1,2}}(?:st|nd|rd|th)?,?[ \t]+(?:19|20)\d{{2}})"
 )
@@ -724,14 +745,16 @@ class PersonCueRecognizer(RegexRecognizer):
     """
 
     ENTITY = "PERSON"
-    TRIGGER = r"\p{Lu}"
+    TRIGGER = r"\p{Lu}|\bm(?:rs?|s)\b"
     FLAGS = re.MULTILINE
     _N = PERSON_NAME
     PATTERNS = (
         ("self intro", rf"(?i:\b(?:my name is|my name's|name is|i am|i'm|this is|call me|named|called|it's|speaking with|spoke with|spoke to|talked to|transferred to|(?:it's|it is|booked|registered|listed|account is|card is) under)[ \t]+)(?P<pii>{_N})", 0.6, 0.6),
         ("speaker", rf"(?m:^[ \t>]*)(?P<pii>{NAME_WORD}(?:[ \t]+{NAME_WORD})?)[ \t]*:[ \t]*[\"“]", 0.55, 0.55),
-        ("greeting", rf"(?i:\b(?:dear|hi|hello|hey|attn|attention|thanks|thank you|cheers)\b[ \t,:]*)(?P<pii>{_N})", 0.6, 0.6),
-        ("honorific", rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra)\.?[ \t]+(?P<pii>{_N})", 0.85, 0.85),
+        ("greeting", rf"(?i:\b(?:dear|hi|hello|hey|attn|attention|thanks|thank you|cheers|c/o|fao)\b[ \t,:]*)(?P<pii>{_N})", 0.6, 0.6),
+        ("honorific", rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Sgt|Lt|Capt|Det|Insp|Supt|Cpl|Rev|Sergeant|Detective|Inspector|Constable|Rt[ \t]+Hon|Hon|Sen|Dame|Lord|Lady)\.?[ \t]+(?P<pii>{_N})", 0.85, 0.85),
+        # informal lower case ("ask for mrs patel", "the battery is for mr adewale"): the word after the honorific
+        ("honorific, lower case", r"(?<![\w.])[Mm](?:rs?|s)\.?[ \t]+(?P<pii>\p{Ll}[\p{Ll}'’\-]*\p{Ll})\b", 0.6, 0.6),
         ("kinship", rf"(?i:\b(?:my|our|his|her|their)[ \t]+(?:kid|son|daughter|child|wife|husband|partner|spouse|fianc[eé]e?|boyfriend|girlfriend|mother|mum|mom|father|dad|brother|sister|uncle|aunt|cousin|nephew|niece|grandson|granddaughter|grandmother|grandfather|friend|colleague|boss|manager|landlord|tenant|neighbou?r|carer|caregiver|advisor|adviser)[ \t,]+)(?P<pii>{_N})", 0.6, 0.6),
         ("done by", rf"(?i:\b(?:directed|written|produced|signed|sent|reported|submitted|approved|reviewed|created|prepared|authored|raised|handled|escalated|verified|called|contacted|authori[sz]ed|initiated|requested|opened|closed|assigned)[ \t]+(?:by|to)[ \t]*:?[ \t]*)(?P<pii>{_N})", 0.6, 0.6),
         ("labelled", rf"(?i:\b(?:cardholder|card holder|account holder|name on (?:the )?card|name|full name|customer name|customer|client|beneficiary|payee|payer|sender|recipient|applicant|analyst|investigator|agent|contact|holder|signed|from|to|cc|reply-to|signatory|authorised by|authorized by|approved by|reviewed by|assigned to)[ \t]*[:=][ \t]*)\"?(?P<pii>{_N})", 0.75, 0.75),
@@ -741,6 +764,11 @@ class PersonCueRecognizer(RegexRecognizer):
         # "beneficiary Jo Bloggs", "payable to ...", "Customer Scott Daniels called in", "call with ...", "Called ..."
         ("role named", rf"(?i:\b(?:(?:payee|payer|beneficiary|recipient|remitter|sender|account holder|card ?holder|customer|client|applicant|signatory)[ \t]+name|payable to|made out to|in favou?r of|on behalf of|call(?:ed|ing)?(?:[ \t]+(?:to|with|from))?|contacted|e-?mailed|messaged|texted|rang|phoned)[ \t]+)(?P<pii>{_N})", 0.6, 0.6),
         ("role", rf"(?i:\b(?:payee|payer|beneficiary|recipient|remitter|sender|account holder|card ?holder|customer|client|applicant|signatory)[ \t]+)(?P<pii>{PERSON_NAME2})", 0.6, 0.6),
+        # bank-statement memos in capitals: initials and a surname after a payment code ("DD TO A KOWALSKI",
+        # "SO J.SMITH SAVINGS", "BGC MRS J O'REILLY", "FASTER PAYMENT FROM K NGUYEN")
+        ("memo initials surname", rf"\b(?:DD|SO|STO|TFR|TRF|BGC|BACS|CHAPS|FPI|FPO|SEPA|PAYMENT|PYMT|PMT|TRANSFER|XFER|ZELLE|VENMO|WIRE|REMITTANCE)\b(?:[^\n.]{{0,20}}?\b(?:TO|FROM))?[ \t]+(?P<pii>(?:(?:MR|MRS|MS|MISS|DR)\.?[ \t]+)?\p{{Lu}}(?:[ \t.][ \t]?\p{{Lu}}){{0,2}}[ \t.][ \t]?\p{{Lu}}[\p{{Lu}}'’\-]*\p{{Lu}})\b", 0.6, 0.6),
+        # a maiden or birth name ("Olga Petrova (née Smirnova)", "geb. Schulz")
+        ("birth name", rf"(?i:\b(?:née|nee|geb\.|geborene)[ \t]+)(?P<pii>{_N})", 0.75, 0.75),
         ("display name", rf"\"?(?P<pii>{_N})\"?[ \t]*<[^<>@\s]+@[^<>\s]+>", 0.85, 0.85),
         ("name and name", rf"(?P<pii>{NAME_WORD}[ \t]+{NAME_WORD})(?=[ \t]+(?:\(|<)?(?:customer|cardholder|client|account holder)\b)", 0.6, 0.6),
     )
@@ -750,6 +778,8 @@ class PersonCueRecognizer(RegexRecognizer):
         words = value.replace("\t", " ").split()
         if not words:
             return False
+        if value.isupper():  # a memo's "A KOWALSKI" / "J.SMITH": its surname decides ("PAYMENT TO A FRIEND")
+            return value.replace(".", " ").split()[-1].lower().strip("'’") not in _MEMO_NOT_SURNAMES
         if words[0].lower().strip("'’") in NOT_NAMES or any(_CONTRACTION.search(w) for w in words):
             return False
         if all(w.lower().strip(".") in NOT_NAMES for w in words):
@@ -861,6 +891,80 @@ class PersonMentionRecognizer(EntityRecognizer):
         return RecognizerResult(entity_type=entity, start=start, end=end, score=score, analysis_explanation=None,
                                 recognition_metadata={_META_NAME: self.name, _META_ID: self.id, _META_CTX: True,
                                                       "pattern": pattern})
+
+
+# --------------------------------------------------------------------------------------- GPS coordinates
+class GeoCoordinateRecognizer(RegexRecognizer):
+    """A latitude / longitude pair after a location cue ("GPS 51.5007, -0.1246", "device location: 40.7128 N,
+    74.0060 W", "lat 51.50072 lon -0.12462"): a position is as identifying as a street address. Both numbers have
+    three decimals or more (about 100 m) and lie in range; without a cue a pair of decimals is left alone (scores,
+    amounts)."""
+
+    ENTITY = "LOCATION"
+    FLAGS = re.IGNORECASE
+    _NUM = r"[-+−]?\d{1,3}\.\d{3,8}°?"
+    PATTERNS = (
+        ("lat, lon", rf"(?<![\w.\-])(?P<pii>{_NUM}(?:[ \t]*[NS]\b)?[ \t]*[,;/ ][ \t]*{_NUM}(?:[ \t]*[EW]\b)?)(?![\w.]|,\d)", None, 0.85),
+        ("lat .. lon ..", rf"(?P<pii>(?:lat|latitude)[ \t]*[:=]?[ \t]*{_NUM}[ \t]*[,;]?[ \t]*(?:lon|lng|long|longitude)[ \t]*[:=]?[ \t]*{_NUM})", 0.85, 0.85),
+    )
+    CONTEXT = ("gps", "coordinates", "coords", "geolocation", "geo-location", "geo location", "location", "lat/lon",
+               "lat/long", "latlong", "position", "pinned", "located at", "geo")
+    CONTEXT_WINDOW = 30
+    TRIGGER = r"\d\.\d{3}"
+
+    def validate(self, value: str, match) -> bool:
+        nums = [float(x.replace("−", "-")) for x in re.findall(r"[-+−]?\d{1,3}\.\d+", value)]
+        return len(nums) == 2 and abs(nums[0]) <= 90 and abs(nums[1]) <= 180
+
+
+# ------------------------------------------------------------------------------------- spelled-out e-mail
+_OB_OPEN, _OB_CLOSE = r"[ \t]*[\[\(\{<][ \t]*", r"[ \t]*[\]\)\}>][ \t]*"
+_OB_AT = rf"(?:{_OB_OPEN}(?:at|@){_OB_CLOSE}|[ \t]+at[ \t]+|[ \t]+@[ \t]*|[ \t]*@[ \t]+)"
+_OB_DOT = rf"(?:{_OB_OPEN}(?:dot|\.){_OB_CLOSE}|[ \t]+dot[ \t]+|\.)"
+_OB_LABEL = r"[a-z0-9](?:[a-z0-9_%+\-]{0,62}[a-z0-9])?"
+_OB_TLD = ("com|org|net|edu|gov|mil|int|info|biz|io|co|me|eu|uk|ie|de|at|ch|fr|be|nl|lu|es|pt|it|se|no|dk|fi|is|pl|"
+           "cz|sk|hu|ro|bg|gr|hr|si|ee|lv|lt|tr|ru|ua|us|ca|mx|br|ar|cl|au|nz|in|pk|sg|hk|jp|cn|kr|za|ng|ke|ae|il")
+# an "at" spelled out or bracketed, or an "@" or "." bracketed / spaced: what a plain e-mail pattern cannot read
+_OB_MARK = re.compile(r"(?i)[\[\(\{<][ \t]*(?:at|@|dot|\.)[ \t]*[\]\)\}>]|[ \t]@|@[ \t]|[ \t]dot[ \t]|[ \t]at[ \t]")
+_OB_PLAIN_AT = re.compile(r"(?i)[ \t]+at[ \t]+")
+# mailbox providers: "name at gmail.com" is an address even with a one-word local part
+_MAIL_PROVIDERS = frozenset(
+    "gmail googlemail yahoo ymail rocketmail hotmail outlook live msn aol icloud me mac protonmail proton pm gmx web "
+    "mail zoho yandex fastmail tutanota hey qq 163 126 naver daum orange free laposte libero virgilio seznam wp o2 "
+    "rediffmail comcast verizon att sbcglobal btinternet".split())
+
+
+class ObfuscatedEmailRecognizer(RegexRecognizer):
+    """E-mail addresses written to slip past filters: "jane dot doe at gmail dot com", "jane[at]gmail[dot]com",
+    "j.smith (at) example (dot) org", "k.wojcik @ wp.pl". Presidio's EmailRecognizer reads only the plain form.
+
+    A bracketed or spaced "@"/"at"/"dot" is enough. A plain " at " needs a mailbox-like local part (a letter and a
+    dot, underscore, digit or spelled "dot") or a mailbox provider's domain, so "shop at amazon dot com" and
+    "USD 187 at Booking.com" stay text. The address ends in a common top-level domain.
+    """
+
+    ENTITY = "EMAIL_ADDRESS"
+    # only texts with a mark the validation can accept are scanned (most texts have an " at ")
+    TRIGGER = (r"(?i)[\[\(\{<][ \t]*(?:at|@|dot)[ \t]*[\]\)\}>]|[ \t]@|@[ \t]|[ \t]dot[ \t]|"
+               r"[._\d][a-z0-9]*[ \t]+at[ \t]+[a-z0-9\-]+\.[a-z]|\bat[ \t]+(?:" + "|".join(sorted(_MAIL_PROVIDERS)) + r")\b")
+    FLAGS = re.IGNORECASE
+    PATTERNS = (
+        ("spelled-out e-mail",
+         rf"(?<![\w.@])(?P<pii>{_OB_LABEL}(?:{_OB_DOT}{_OB_LABEL}){{0,3}}{_OB_AT}{_OB_LABEL}(?:{_OB_DOT}{_OB_LABEL}){{0,3}}"
+         rf"{_OB_DOT}(?:{_OB_TLD}))(?![\w@]|\.\w)", 0.9, 0.9),
+    )
+
+    def validate(self, value: str, match) -> bool:
+        if not _OB_MARK.search(value):
+            return False  # a plain address: Presidio's EmailRecognizer
+        plain = _OB_PLAIN_AT.search(value)
+        if plain is None or re.search(rf"(?i){_OB_OPEN}(?:at|@){_OB_CLOSE}|[ \t]@|@[ \t]", value):
+            return True
+        local, domain = value[:plain.start()], value[plain.end():]
+        if not re.search(r"\p{L}", local):
+            return False  # "USD 187 at Booking.com"
+        first_label = re.split(r"(?i)[ \t]+dot[ \t]+|[\[\(\{<]|\.", domain, maxsplit=1)[0].strip().lower()
+        return first_label in _MAIL_PROVIDERS or bool(re.search(r"(?i)[\d._]|[ \t]dot[ \t]", local))
 
 
 class UrlFinanceRecognizer(RegexRecognizer):

@@ -129,3 +129,14 @@ def expiry_valid(value: str) -> bool:
     if not m:
         return False
     return 1 <= int(m.group(1)) <= 12
+
+
+# spelled-out or bracketed "at" / "dot" of an e-mail address written to slip past filters
+_OB_AT = re.compile(r"[ \t]*[\[({<][ \t]*(?:at|@)[ \t]*[\])}>][ \t]*|[ \t]+at[ \t]+|[ \t]*@[ \t]*", re.IGNORECASE)
+_OB_DOT = re.compile(r"[ \t]*[\[({<][ \t]*(?:dot|\.)[ \t]*[\])}>][ \t]*|[ \t]+dot[ \t]+|[ \t]*\.[ \t]*", re.IGNORECASE)
+
+
+def deobfuscate_email(value: str) -> str:
+    """"Jane dot Doe at gmail dot com" / "jane[at]gmail[dot]com" -> "jane.doe@gmail.com" (lower case), so a
+    spelled-out address and its plain form get one pseudonym. A plain address comes back lower-cased."""
+    return _OB_DOT.sub(".", _OB_AT.sub("@", value.strip())).lower()
