@@ -150,6 +150,10 @@ GOLDEN = [
     ("Contact: A. Berzina +(371) 46680217", "PHONE_NUMBER", "+(371) 46680217"),
     ("office (+358) 799020212 weekdays", "PHONE_NUMBER", "(+358) 799020212"),
     ("left a voicemail from 1-153-022-5733x75296 yesterday", "PHONE_NUMBER", "1-153-022-5733x75296"),
+    ("mob: 0044-7700-900123", "PHONE_NUMBER", "0044-7700-900123"),
+    # the number in a click-to-chat link (the link itself is kept by the URL policy)
+    ("chat with me https://wa.me/447700900123 now", "PHONE_NUMBER", "447700900123"),
+    ("https://api.whatsapp.com/send?phone=447700900123&text=hi", "PHONE_NUMBER", "447700900123"),
     # dates of birth with context
     ("DOB: 12/03/1985", "DATE_OF_BIRTH", "12/03/1985"),
     ("date of birth 1985-03-12, verified", "DATE_OF_BIRTH", "1985-03-12"),
@@ -248,7 +252,8 @@ NEGATIVES = [
     # English "-ring" words before a number are not a German "-ring" street
     "Transferring 500 EUR to savings, entering 1234 as the code",
     "During 1971 the branch opened",
-    "my niece 12345 called, my cousin 123456 too",  # "nie" / "sin" are ID cues only as whole words
+    "my niece 12345 called, my cousin 123456 too",
+    "the mobster 1234567 gang",  # "mob" is a phone cue only as a word  # "nie" / "sin" are ID cues only as whole words
     "PAYMENT TO A FRIEND, TRANSFER TO A SAVINGS POT",  # a memo's word after "A" is not always a surname
 ]
 
@@ -710,3 +715,18 @@ def test_presidio_research_dev_floor(det_eval, shared_data):
         fn += len(g - p)
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     assert recall >= 0.80 and precision >= 0.80, (precision, recall)
+
+
+def test_written_out_email_and_chat_link_end_to_end():
+    """Through the stage's text path: a spelled-out address gets the plain address's pseudonym, and a click-to-chat
+    link keeps its domain while the phone number in it is replaced."""
+    from pipeline.anonymize.text_api import anonymize_texts
+    from pipeline.config import load_params
+
+    params = load_params(Path(__file__).resolve().parent.parent / "params.yaml").anonymize
+    (a, ea), (b, eb), (c, ec) = anonymize_texts(
+        ["email me at jane dot doe at gmail dot com", "or at jane.doe@gmail.com",
+         "chat with me https://wa.me/447700900123 now"], params, key=b"k" * 32)
+    assert ea is None and eb is None and ec is None
+    assert a.startswith("email me at <EMAIL_ADDRESS_") and a.split("at ", 1)[1] == b.split("at ", 1)[1]
+    assert c.startswith("chat with me https://wa.me/<PHONE_NUMBER_") and "447700900123" not in c

@@ -475,10 +475,14 @@ class PhonePatternRecognizer(RegexRecognizer):
         ("NANP shape", _B + r"(?P<pii>(?:\+?1[ \-.])?(?:\(\d{3}\)[ \-.]?|\d{3}[\-.])\d{3}[\-.]\d{4}" + _X + ")" + _E, 0.6, 0.85),
         ("cued national",
          _B + r"(?P<pii>(?:1[ \-.])?\(?\d{2,5}\)?(?:[ \-./]?\d{2,5}){1,4})" + _E, None, 0.65),
+        # the number inside a click-to-chat link ("https://wa.me/447700900123"): the link stays (URL policy), the
+        # number in it is replaced
+        ("chat link", r"(?i:(?<=\bwa\.me/|\bapi\.whatsapp\.com/send/?\?phone=|\bwhatsapp://send/?\?phone=|\bviber://chat\?number=))"
+         r"(?P<pii>(?:\+|%2B)?\d{7,15})(?!\d)", 0.9, 0.9),
     )
-    CONTEXT = ("phone", "tel", "telephone", "mobile", "cell", "call", "fax", "contact number", "whatsapp", "sms",
-               "text me", "reach me", "office", "landline", "number is", "phone no", "ph", "my number", "new number",
-               "number changed", "ring me")
+    CONTEXT = ("phone", "tel", "telephone", "mobile", "mob:", "mob.", "mob ", "mob#", "cell", "call", "fax",
+               "contact number", "whatsapp", "sms", "text me", "reach me", "office", "landline", "number is",
+               "phone no", "ph", "my number", "new number", "number changed", "ring me", "tlf", "handy ", "handy:")
     CONTEXT_WINDOW = 25
     CONTEXT_AFTER = 10
 
