@@ -253,7 +253,8 @@ NEGATIVES = [
     "Transferring 500 EUR to savings, entering 1234 as the code",
     "During 1971 the branch opened",
     "my niece 12345 called, my cousin 123456 too",
-    "the mobster 1234567 gang",  # "mob" is a phone cue only as a word  # "nie" / "sin" are ID cues only as whole words
+    "the mobster 1234567 gang",  # "mob" is a phone cue only as a word
+    "latency 200 ms delay, then 15ms timeout",  # milliseconds, not a lower-case "Ms"  # "nie" / "sin" are ID cues only as whole words
     "PAYMENT TO A FRIEND, TRANSFER TO A SAVINGS POT",  # a memo's word after "A" is not always a surname
 ]
 

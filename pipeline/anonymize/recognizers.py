@@ -758,7 +758,8 @@ class PersonCueRecognizer(RegexRecognizer):
         ("greeting", rf"(?i:\b(?:dear|hi|hello|hey|attn|attention|thanks|thank you|cheers|c/o|fao)\b[ \t,:]*)(?P<pii>{_N})", 0.6, 0.6),
         ("honorific", rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Sgt|Lt|Capt|Det|Insp|Supt|Cpl|Rev|Sergeant|Detective|Inspector|Constable|Rt[ \t]+Hon|Hon|Sen|Dame|Lord|Lady)\.?[ \t]+(?P<pii>{_N})", 0.85, 0.85),
         # informal lower case ("ask for mrs patel", "the battery is for mr adewale"): the word after the honorific
-        ("honorific, lower case", r"(?<![\w.])[Mm](?:rs?|s)\.?[ \t]+(?P<pii>\p{Ll}[\p{Ll}'’\-]*\p{Ll})\b", 0.6, 0.6),
+        # (not milliseconds: "200 ms delay")
+        ("honorific, lower case", r"(?<![\w.])(?<!\d[ \t]?)[Mm](?:rs?|s)\.?[ \t]+(?P<pii>\p{Ll}[\p{Ll}'’\-]*\p{Ll})\b", 0.6, 0.6),
         ("kinship", rf"(?i:\b(?:my|our|his|her|their)[ \t]+(?:kid|son|daughter|child|wife|husband|partner|spouse|fianc[eé]e?|boyfriend|girlfriend|mother|mum|mom|father|dad|brother|sister|uncle|aunt|cousin|nephew|niece|grandson|granddaughter|grandmother|grandfather|friend|colleague|boss|manager|landlord|tenant|neighbou?r|carer|caregiver|advisor|adviser)[ \t,]+)(?P<pii>{_N})", 0.6, 0.6),
         ("done by", rf"(?i:\b(?:directed|written|produced|signed|sent|reported|submitted|approved|reviewed|created|prepared|authored|raised|handled|escalated|verified|called|contacted|authori[sz]ed|initiated|requested|opened|closed|assigned)[ \t]+(?:by|to)[ \t]*:?[ \t]*)(?P<pii>{_N})", 0.6, 0.6),
         ("labelled", rf"(?i:\b(?:cardholder|card holder|account holder|name on (?:the )?card|name|full name|customer name|customer|client|beneficiary|payee|payer|sender|recipient|applicant|analyst|investigator|agent|contact|holder|signed|from|to|cc|reply-to|signatory|authorised by|authorized by|approved by|reviewed by|assigned to)[ \t]*[:=][ \t]*)\"?(?P<pii>{_N})", 0.75, 0.75),
