@@ -24,6 +24,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult  # noqa: E402
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer  # noqa: E402
 
 from pipeline.anonymize import validators as v
+from pipeline.anonymize.pseudonym import FREE_MAIL_DOMAINS
 
 _META_NAME = RecognizerResult.RECOGNIZER_NAME_KEY
 _META_ID = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
@@ -932,11 +933,9 @@ _OB_TLD = ("com|org|net|edu|gov|mil|int|info|biz|io|co|me|eu|uk|ie|de|at|ch|fr|b
 # an "at" spelled out or bracketed, or an "@" or "." bracketed / spaced: what a plain e-mail pattern cannot read
 _OB_MARK = re.compile(r"(?i)[\[\(\{<][ \t]*(?:at|@|dot|\.)[ \t]*[\]\)\}>]|[ \t]@|@[ \t]|[ \t]dot[ \t]|[ \t]at[ \t]")
 _OB_PLAIN_AT = re.compile(r"(?i)[ \t]+at[ \t]+")
-# mailbox providers: "name at gmail.com" is an address even with a one-word local part
-_MAIL_PROVIDERS = frozenset(
-    "gmail googlemail yahoo ymail rocketmail hotmail outlook live msn aol icloud me mac protonmail proton pm gmx web "
-    "mail zoho yandex fastmail tutanota hey qq 163 126 naver daum orange free laposte libero virgilio seznam wp o2 "
-    "rediffmail comcast verizon att sbcglobal btinternet".split())
+# mailbox providers (the free-mail domains of the e-mail domain class): "name at gmail.com" is an address even with a
+# one-word local part
+_MAIL_PROVIDERS = frozenset(d.split(".", 1)[0] for d in FREE_MAIL_DOMAINS)
 
 
 class ObfuscatedEmailRecognizer(RegexRecognizer):
