@@ -197,7 +197,7 @@ GOLDEN = [
     ("c/o Jane Doe, 22 Acacia Avenue", "PERSON", "Jane Doe"),
     ("FAO Mark Twain, Accounts Payable", "PERSON", "Mark Twain"),
     ("ask for mrs patel at the desk", "PERSON", "patel"),
-    ("the battery is for mr adewale my uncle", "PERSON", "adewale"),
+    ("the battery is for mr okafor my uncle", "PERSON", "okafor"),
     ("Signed, Rt Hon. Geoffrey Palmer", "PERSON", "Geoffrey Palmer"),
     ("Olga Petrova (née Smirnova) updated her address", "PERSON", "Smirnova"),
     # bank-statement memos in capitals: initials and a surname after a payment code

@@ -758,7 +758,7 @@ class PersonCueRecognizer(RegexRecognizer):
         ("speaker", rf"(?m:^[ \t>]*)(?P<pii>{NAME_WORD}(?:[ \t]+{NAME_WORD})?)[ \t]*:[ \t]*[\"“]", 0.55, 0.55),
         ("greeting", rf"(?i:\b(?:dear|hi|hello|hey|attn|attention|thanks|thank you|cheers|c/o|fao)\b[ \t,:]*)(?P<pii>{_N})", 0.6, 0.6),
         ("honorific", rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Mme|Mlle|Herr|Frau|Sr|Sra|Sgt|Lt|Capt|Det|Insp|Supt|Cpl|Rev|Sergeant|Detective|Inspector|Constable|Rt[ \t]+Hon|Hon|Sen|Dame|Lord|Lady)\.?[ \t]+(?P<pii>{_N})", 0.85, 0.85),
-        # informal lower case ("ask for mrs patel", "the battery is for mr adewale"): the word after the honorific
+        # informal lower case ("ask for mrs patel", "the battery is for mr okafor"): the word after the honorific
         # (not milliseconds: "200 ms delay")
         ("honorific, lower case", r"(?<![\w.])(?<!\d[ \t]?)[Mm](?:rs?|s)\.?[ \t]+(?P<pii>\p{Ll}[\p{Ll}'’\-]*\p{Ll})\b", 0.6, 0.6),
         ("kinship", rf"(?i:\b(?:my|our|his|her|their)[ \t]+(?:kid|son|daughter|child|wife|husband|partner|spouse|fianc[eé]e?|boyfriend|girlfriend|mother|mum|mom|father|dad|brother|sister|uncle|aunt|cousin|nephew|niece|grandson|granddaughter|grandmother|grandfather|friend|colleague|boss|manager|landlord|tenant|neighbou?r|carer|caregiver|advisor|adviser)[ \t,]+)(?P<pii>{_N})", 0.6, 0.6),
