@@ -148,6 +148,21 @@ def test_learned_recognizer_comes_from_the_registry(shipped_detector):
     assert shipped_detector._nlp.pipe_names == ["ner"]  # one spaCy pass: the stock NER does not run
 
 
+def test_ner_runs_on_numpy_blas_with_the_same_entities_as_blis(shipped_detector):
+    """The detector's spaCy model does its matrix products with numpy's BLAS, not the blis wheel's generic kernel
+    (a speed choice only): the entities are those of the model loaded the default way."""
+    import spacy
+
+    ops = shipped_detector._nlp.get_pipe("ner").model.ops
+    assert type(ops).__name__ == "NumpyOps" and ops.use_blis is False
+    stock = spacy.load(SHIPPED)
+    assert stock.get_pipe("ner").model.ops.use_blis is True  # the default elsewhere in the process is untouched
+    gen = G.Generator(31_337)
+    texts = [gen.person("fl") + " paid " + gen.person("fl") + " at 12 Harbour Road, Leeds; ref 8841" for _ in range(40)]
+    ents = lambda nlp: [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in nlp.pipe(texts)]  # noqa: E731
+    assert ents(shipped_detector._nlp) == ents(stock)
+
+
 def test_learned_recognizer_detects_generated_names_and_addresses(shipped_detector):
     gen = G.Generator(424_242)
     hits = 0
