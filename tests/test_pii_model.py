@@ -152,7 +152,10 @@ def test_ner_runs_on_numpy_blas_with_the_same_entities_as_blis(shipped_detector)
     """The detector's spaCy model does its matrix products with numpy's BLAS, not the blis wheel's generic kernel
     (a speed choice only): the entities are those of the model loaded the default way."""
     import spacy
+    from thinc.api import NumpyOps, get_current_ops
 
+    if type(get_current_ops()) is not NumpyOps:  # pragma: no cover - e.g. thinc-apple-ops: left as it is
+        pytest.skip("thinc's default backend here is not NumpyOps; the detector keeps it")
     ops = shipped_detector._nlp.get_pipe("ner").model.ops
     assert type(ops).__name__ == "NumpyOps" and ops.use_blis is False
     stock = spacy.load(SHIPPED)
