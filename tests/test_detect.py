@@ -210,6 +210,24 @@ GOLDEN = [
     # a unit, a number-first street and a town, in lower case
     ("flat 4b, 19 kingsway, cardiff cf10 3ds", "STREET_ADDRESS", "flat 4b, 19 kingsway, cardiff cf10 3ds"),
     ("send the parcel to flat 4b, 19 kingsway, cardiff", "STREET_ADDRESS", "flat 4b, 19 kingsway, cardiff"),
+    # a street type, a house-number mark and the number (Spanish / Portuguese), Colombian plates, capitals
+    ("Send it to Calle Tierra del Fuego N° 128, Ushuaia", "STREET_ADDRESS", "Calle Tierra del Fuego N° 128"),
+    ("WORK ADDRESS AVENIDA TIERRA DEL FUEGO N° 464", "STREET_ADDRESS", "AVENIDA TIERRA DEL FUEGO N° 464"),
+    ("Av. Corrientes Nº 936, piso 3, Buenos Aires", "STREET_ADDRESS", "Av. Corrientes Nº 936, piso 3"),
+    ("New card ordered to Cl. 6H # 5-4 Este, Bojayá.", "STREET_ADDRESS", "Cl. 6H # 5-4 Este"),
+    ("vivo en transversal 76 # 1-3, puerto lleras", "STREET_ADDRESS", "transversal 76 # 1-3"),
+    ("Rua Augusta nº 1500, São Paulo", "STREET_ADDRESS", "Rua Augusta nº 1500"),
+    ("ADDRESS ON FILE ROLANDO PÉREZ ST. 744 MATCHES UTILITY BILL", "STREET_ADDRESS", "ROLANDO PÉREZ ST. 744"),
+    # six-digit and letter-prefixed postcodes after a street
+    ("My address is Cl. 3ª # 8-6 Sur Gámeza 995330.", "STREET_ADDRESS", "Cl. 3ª # 8-6 Sur Gámeza 995330"),
+    ("the courier came to 4245 Orucov Quay, AZ5729 Naxçıvan and took my card", "STREET_ADDRESS",
+     "4245 Orucov Quay, AZ5729 Naxçıvan"),
+    # an e-mail display name in capitals; surname particles after a name the NER cut short
+    ("> On 1963-03-15, PAMBE OUMA <p.ouma@example.com> wrote:", "PERSON", "PAMBE OUMA"),
+    ("> On 1963-03-15, DEBBIE Ó MAOILÉADAIGH <d@example.com> wrote:", "PERSON", "DEBBIE Ó MAOILÉADAIGH"),
+    ("sent 500 EUR to Alistair Mac an Bhreitheamhain Ó Rághaill for a puppy", "PERSON",
+     "Alistair Mac an Bhreitheamhain Ó Rághaill"),
+    ("Escalated to amanda ó guillí in the Cork office", "PERSON", "amanda ó guillí"),
     # e-mail, IP v4 / v6
     ("write to jane.doe@example.com please", "EMAIL_ADDRESS", "jane.doe@example.com"),
     # spelled out or bracketed (ObfuscatedEmailRecognizer)
@@ -256,6 +274,7 @@ NEGATIVES = [
     "the mobster 1234567 gang",  # "mob" is a phone cue only as a word
     "latency 200 ms delay, then 15ms timeout",  # milliseconds, not a lower-case "Ms"  # "nie" / "sin" are ID cues only as whole words
     "PAYMENT TO A FRIEND, TRANSFER TO A SAVINGS POT",  # a memo's word after "A" is not always a surname
+    "Order #12345 shipped",  # a number mark without a street type is not an address
 ]
 
 
@@ -263,6 +282,20 @@ NEGATIVES = [
 def test_negatives_have_no_pii(det, text):
     spans = det.detect(text)
     assert spans == [], [(s.type, text[s.start:s.end]) for s in spans]
+
+
+def test_a_service_name_in_capitals_is_not_a_display_name(det):
+    text = "From: FRAUD TEAM <alerts@bank.example>"
+    got = [(s.type, text[s.start:s.end]) for s in det.detect(text)]
+    assert got == [("EMAIL_ADDRESS", "alerts@bank.example")], got
+
+
+def test_particle_extension_needs_a_name_word_after_the_particle(det):
+    # "Mac" alone is a first name: the span does not run on over the verb after it; nor over a lower-case word in
+    # mixed-case text
+    for text, name in (("Mac said he would call", "Mac"), ("I met Jan van der Berg at the branch", "Jan van der Berg")):
+        got = [text[s.start:s.end] for s in det.detect(text) if s.type == "PERSON"]
+        assert got == [name], got
 
 
 def test_a_name_stops_before_a_secondary_unit(det):

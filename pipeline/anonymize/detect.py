@@ -271,8 +271,45 @@ def _spacy_engine_cls():
         if end - ent.start == 1 and ent.doc[ent.start].is_upper and len(ent.doc[ent.start]) <= 4:
             return None
         if end == ent.end:
+            end = _extend_over_particles(ent.doc, ent.start, end, all_lower)
+        if end == ent.end:
             return ent
         return SpacySpan(ent.doc, ent.start, end, label=ent.label_)
+
+    def _extend_over_particles(doc, start: int, end: int, all_lower: bool) -> int:
+        """A name does not stop at a surname particle: the NER's "Alistair Mac", "amanda ó" and "Jan van" (of
+        "Alistair Mac an Bhreitheamhain Ó Rághaill", "amanda ó guillí", "Jan van der Berg") run on over the particles
+        and the name word after them. In mixed-case text that word must be capitalised; in a lower-case name, any
+        lower-case word that is not a service word, and only after particles that are not also chat words ("da",
+        "den", "de", "la" are "the", "then", ... in texting: "dun haf da book")."""
+        particles = _PARTICLES_LOWER if all_lower else _PARTICLES
+
+        def particle(i: int) -> bool:
+            low = doc[i].lower_
+            return low in particles or (low == "an" and i > start and doc[i - 1].lower_ in ("mac", "mhic"))
+
+        def name_word(tok) -> bool:
+            if not tok.is_alpha or tok.lower_ in _NOT_NAMES:
+                return False
+            return tok.is_lower if all_lower else (tok.is_title or tok.is_upper)
+
+        for _ in range(3):
+            ends_in_particle = end - start >= 2 and particle(end - 1)
+            j = end
+            while j < len(doc) and j - end < 2 and particle(j) and doc[j - 1].whitespace_ == " ":
+                j += 1
+            if (j > end or ends_in_particle) and j < len(doc) and doc[j - 1].whitespace_ == " " \
+                    and name_word(doc[j]):
+                end = j + 1
+                continue
+            break
+        return end
+
+    from pipeline.anonymize.recognizers import NOT_NAMES as _NOT_NAMES
+
+    _PARTICLES = frozenset("ó ní nic uí ua mac mhic van von der den ter ten de del della di da dos das du le la bin "
+                           "ibn bint al el abu".split())
+    _PARTICLES_LOWER = frozenset("ó ní nic uí ua mac mhic van von bin ibn bint abu".split())
 
     from pipeline.anonymize.recognizers import UNIT_WORDS
 

@@ -551,7 +551,9 @@ _UNIT_PREFIX = r"(?i:flat|apt|apartment|unit|suite|ste)\.?[ \t]*#?[ \t]*\d{1,4}[
 _ADDRESS_TAIL_END = (r"(?=[ \t]*(?:[?!;\n\"“”]|\.[\"”']?(?:[ \t]|$)|,[ \t]+and\b|[ \t]+(?:and|or|but|after|before|for|on|"
                      r"by|until|tomorrow|today|tonight|since|because|which|where|when)\b|$))")
 _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
-_EU_POSTCODE = r"(?:[A-Z]{1,2}-)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}"
+# postcodes after a street: "75008", "D-80331", "AZ1000", "LV-1010", "123 45", "1012 AB", "00-950", and the
+# six- and seven-digit codes of India, Colombia, Russia or Chile ("400001", "7675820")
+_EU_POSTCODE = r"(?:[A-Z]{1,2}-?)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}|\d{6,7}"
 
 
 # Central European street types written after the name, as separate words
@@ -561,6 +563,13 @@ _CE_STREET_TYPE = "utca|útja|út|körút|tér|ulica|cesta|ulice|třída|námest
 # _STREET_SUFFIX list also holds words such as Park, Point, Club or Union that would make that pattern too eager
 _STREET_TYPE_NUMBERED = ("Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Court|Ct|Place|Pl|Terrace|Crescent|"
                          "Cres|Close|Square|Sq|Highway|Hwy|Parkway|Pkwy|Mews|Grove|Gardens|Row")
+# Spanish and Portuguese street types written before the name or number, for the number-mark pattern below
+_MARKED_STREET_TYPE = ("calle|cl|cll|clle|carrera|cra|kr|kra|avenida|av|avda|diagonal|diag|dg|transversal|transv|tv|"
+                       "circular|cq|bulevar|boulevard|blv|blvd|pasaje|psje|camino|ruta|autopista|carretera|rua|travessa|"
+                       "alameda|calzada|paseo|callejón|prolongación|prol|privada|cerrada|andador|jirón|estrada|rodovia|"
+                       "praça|largo|avenue|rue|via|viale|corso|piazza")
+# a house-number mark ("N° 128", "Nº 936", "nro. 12", "No. 5", "# 4-6")
+_NUMBER_MARK = r"(?:[Nn]\.?[°º]|[Nn](?:ro|RO|úm|ÚM|um|UM)\.?|No\.|NO\.|no\.|#)"
 _JUNCTION_CUE = r"(?i:(?:junction|corner|intersection|crossroads?|crossing)[ \t]+of)"  # "... of X and Y"
 # one street of a junction ("the corner of 5th Ave and Main St", "junction of Orchard St. and Al-Harbi Square")
 _XWORD = r"[\p{Lu}\d][\p{L}\d'’\-]*"
@@ -608,6 +617,14 @@ class StreetAddressRecognizer(EntityRecognizer):
          rf"(?<![\w\-])(?i:rue|avenue|boulevard|chemin|allée|impasse|quai|viale|piazza|corso|calle|avenida|paseo|rua)[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do)[ \t]+|d'|l')*\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}"),
         ("street suffix number", 0.9,  # above a name model's reading of "Nerger Ave" as a person
          rf"(?<![\w\-])\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_TYPE_NUMBERED})\.?[ \t]+\d{{1,5}}[A-Za-z]?\b(?![/.\-:,]\d)"),
+        # a street type, up to five words or numbers in any case, a house-number mark and the number, as written
+        # in Spanish- and Portuguese-speaking countries: "Calle Tierra del Fuego N° 128", "AV. 1 N° 458",
+        # "Rua Augusta nº 1500", Colombian plates "Cl. 6W # 4-6 Este", "transversal 76 # 1-3"
+        ("street type, number mark", 0.9,  # above a name model's reading of "Calle Tierra del Fuego" as a person
+         rf"(?<![\w\-])(?i:{_MARKED_STREET_TYPE})\.?(?:[ \t]+[\p{{L}}\d][\p{{L}}\d'’\-]*[ªº°]?\.?){{1,5}}[ \t]*{_NUMBER_MARK}[ \t]*\d{{1,5}}[A-Za-z]?(?:[ \t]?-[ \t]?\d{{1,4}}[A-Za-z]?)?\b(?:[ \t]+(?i:este|oeste|sur|norte|bis)\b)?(?:,?[ \t]+(?i:dpto|depto|dto|piso|of|oficina|int|interior|apto|casa|torre|local)\.?[ \t]*[\w\-]{{1,6}}\b)?"),
+        # the same in capitals, as in bank-statement text: "ROLANDO PÉREZ ST. 744"
+        ("capitals street suffix number", 0.9,
+         rf"(?<![\w\-])(?!(?:AT|TO|ON|IN|OF|THE|FROM|AND|OR|IS|WAS|FILE|ADDRESS|ADDR|NEW|OLD)\b)\p{{Lu}}[\p{{Lu}}'’\-]+(?:[ \t]+\p{{Lu}}[\p{{Lu}}'’\-]+){{0,2}}[ \t]+(?:{_STREET_TYPE_NUMBERED.upper()})\.?[ \t]+\d{{1,5}}[A-Za-z]?\b(?![/.\-:,]\d)"),
         ("cross streets", 0.65,
          rf"\b{_JUNCTION_CUE}[ \t]+(?P<pii>{_XSTREET}[ \t]+(?i:and|&)[ \t]+{_XSTREET})"),
         ("cross streets at", 0.65,
@@ -776,6 +793,9 @@ class PersonCueRecognizer(RegexRecognizer):
         # a maiden or birth name ("Olga Petrova (née Smirnova)", "geb. Schulz")
         ("birth name", rf"(?i:\b(?:née|nee|geb\.|geborene)[ \t]+)(?P<pii>{_N})", 0.75, 0.75),
         ("display name", rf"\"?(?P<pii>{_N})\"?[ \t]*<[^<>@\s]+@[^<>\s]+>", 0.85, 0.85),
+        # the same in capitals, two to four words ("PAMBE OUMA <...>", "DEBBIE Ó MAOILÉADAIGH <...>"); a service
+        # name such as "FRAUD TEAM" is refused by validate()
+        ("display name, capitals", r"\"?(?P<pii>\p{Lu}[\p{Lu}'’\-]+(?:[ \t]+(?:\p{Lu}\.|\p{Lu}[\p{Lu}'’\-]*)){1,3})\"?[ \t]*<[^<>@\s]+@[^<>\s]+>", 0.85, 0.85),
         ("name and name", rf"(?P<pii>{NAME_WORD}[ \t]+{NAME_WORD})(?=[ \t]+(?:\(|<)?(?:customer|cardholder|client|account holder)\b)", 0.6, 0.6),
     )
     CONTEXT = ()
