@@ -138,6 +138,18 @@ def pii_quality(d: dict) -> list[str]:
             rows.append(["character precision", ""] + [_g(block, c, "char_precision") for c in names])
             out += [f"`{sname}` ({_f(block.get('texts'))} texts):", ""]
             out += _table(["gold type", "n"] + names, rows)
+    loc = d.get("unseen_locales") or {}
+    if loc.get("groups"):
+        out += [f"Names and addresses from Faker locales the PII generator never draws from (the generator's templates, "
+                f"seed {_f(loc.get('seed'))}, {_f(loc.get('texts_per_group'))} texts per group; the stage's detector; "
+                "same metric), beside two groups of trained locales:", ""]
+        rows = [[k, _g(g, "PERSON", "n"), _g(g, "PERSON", "recall"), _g(g, "STREET_ADDRESS", "n"),
+                 _g(g, "STREET_ADDRESS", "recall"), g.get("char_precision")] for k, g in loc["groups"].items()]
+        pooled = loc.get("unseen_pooled") or {}
+        rows.append(["unseen, pooled", _g(pooled, "PERSON", "n"), _g(pooled, "PERSON", "recall"),
+                     _g(pooled, "STREET_ADDRESS", "n"), _g(pooled, "STREET_ADDRESS", "recall"), ""])
+        out += _table(["locales", "PERSON n", "PERSON recall", "STREET_ADDRESS n", "STREET_ADDRESS recall",
+                       "char precision"], rows)
     sms = d.get("sms_tag_rates") or {}
     if sms:
         out += [f"Over-tagging on real informal text (no gold spans): share of {_f(sms.get('texts'))} texts of "
