@@ -218,6 +218,9 @@ GOLDEN = [
     ("vivo en transversal 76 # 1-3, puerto lleras", "STREET_ADDRESS", "transversal 76 # 1-3"),
     ("Rua Augusta nº 1500, São Paulo", "STREET_ADDRESS", "Rua Augusta nº 1500"),
     ("ADDRESS ON FILE ROLANDO PÉREZ ST. 744 MATCHES UTILITY BILL", "STREET_ADDRESS", "ROLANDO PÉREZ ST. 744"),
+    # the street cores that need no digit run on texts without one (cross streets, a prefix-type street)
+    ("the shop on calle Mayor sold it", "STREET_ADDRESS", "calle Mayor"),
+    ("Return the card to Conor Mall at Falcon Pl please", "STREET_ADDRESS", "Conor Mall at Falcon Pl"),
     # six-digit and letter-prefixed postcodes after a street
     ("My address is Cl. 3ª # 8-6 Sur Gámeza 995330.", "STREET_ADDRESS", "Cl. 3ª # 8-6 Sur Gámeza 995330"),
     ("the courier came to 4245 Orucov Quay, AZ5729 Naxçıvan and took my card", "STREET_ADDRESS",

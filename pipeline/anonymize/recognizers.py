@@ -672,7 +672,13 @@ class StreetAddressRecognizer(EntityRecognizer):
     def load(self) -> None:
         self._cores = [(n, s, re.compile(p, re.MULTILINE)) for n, s, p in self._CORES]
         self._cont = re.compile(_SEP + r"(?:" + "|".join(f"(?:{c})" for c in self._CONTINUATIONS) + r")(?![\w])", re.MULTILINE)
-        self._trigger = re.compile(rf"\d|{_JUNCTION_CUE}\b")
+        # the cores that need no digit: cross streets ("Fidelis Freeway at Falcon Pl", "corner of ...") and a
+        # prefix-type street ("Rue de la Paix", "calle Mayor"); every other core holds a number. (Checked only in
+        # texts without a digit; the street type is checked behind a cheap " at|and|& Capital" match.)
+        self._trigger = re.compile(r"\d")
+        self._trigger_no_digit = re.compile(
+            rf"{_JUNCTION_CUE}\b|(?<=\b(?:{_STREET_SUFFIX})\.?)[ \t]+(?:at|and|&)[ \t]+\p{{Lu}}"
+            rf"|(?i:\b(?:rue|avenue|boulevard|chemin|allée|impasse|quai|viale|piazza|corso|calle|avenida|paseo|rua)[ \t])")
 
     def _extend(self, text: str, end: int) -> int:
         # same line (and the immediately following one, via _SEP): unit, city, state/ZIP, postcode
@@ -706,7 +712,7 @@ class StreetAddressRecognizer(EntityRecognizer):
         entity = self.supported_entities[0]
         if entities and entity not in entities:
             return []
-        if not self._trigger.search(text):
+        if not self._trigger.search(text) and not self._trigger_no_digit.search(text):
             return []
         out: list[RecognizerResult] = []
         for name, score, rx in self._cores:
