@@ -305,11 +305,11 @@ def _spacy_engine_cls():
             break
         return end
 
-    from pipeline.anonymize.recognizers import NOT_NAMES as _NOT_NAMES
+    from pipeline.anonymize.recognizers import NOT_NAMES as _NOT_NAMES, SURNAME_PARTICLES
 
-    _PARTICLES = frozenset("ó ní nic uí ua mac mhic van von der den ter ten de del della di da dos das du le la bin "
-                           "ibn bint al el abu".split())
-    _PARTICLES_LOWER = frozenset("ó ní nic uí ua mac mhic van von bin ibn bint abu".split())
+    # the cue rules' particles ("y" is "and" there, not a particle a name ends in) and Gaelic / Arabic ones
+    _PARTICLES = frozenset(SURNAME_PARTICLES) - {"y"} | frozenset("ó ní nic uí ua mac mhic bint abu".split())
+    _PARTICLES_LOWER = frozenset("ó ní nic uí ua mac mhic van von bin ibn bint abu".split())  # not chat words
 
     from pipeline.anonymize.recognizers import UNIT_WORDS
 

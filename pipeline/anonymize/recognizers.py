@@ -35,7 +35,9 @@ _META_CTX = RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY
 NAME_WORD = r"\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{Lo}]*\p{Ll}(?:[\-'’]\p{Lu}?[\p{Ll}\p{Lo}]*\p{Ll})*(?:-\p{Lu}\.)?"
 MAX_NAME_CHARS = 80  # longest tagged name PersonMentionRecognizer searches for again
 NAME_INITIAL = r"\p{Lu}\.?(?=[ \t]+\p{Lu})"
-NAME_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|dos|das|du|le|la|bin|ibn|al|el|ter|ten|y)"
+SURNAME_PARTICLES = ("van", "von", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "le", "la", "bin",
+                     "ibn", "al", "el", "ter", "ten", "y")
+NAME_PARTICLE = "(?:" + "|".join(SURNAME_PARTICLES) + ")"
 NAME_SUFFIX = r"(?:[ \t]+(?:Jr|Sr|II|III|IV)\b\.?)?"  # Koch II, Smith Jr.
 # a particle is part of a name when a capitalised word follows, after at most one more particle ("van der Berg")
 _PARTICLE_IN_NAME = rf"{NAME_PARTICLE}(?=(?:[ \t]+{NAME_PARTICLE})?[ \t]+\p{{Lu}})"
@@ -556,6 +558,9 @@ _UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}"
 _EU_POSTCODE = r"(?:[A-Z]{1,2}-?)?\d{4,5}|\d{3}[ \t]\d{2}|\d{4}[ \t]?[A-Z]{2}|\d{2}-\d{3}|\d{6,7}"
 
 
+# prefix street types that make a street with a name and no number ("Rue de la Paix", "calle Mayor")
+_BARE_PREFIX_TYPE = "rue|avenue|boulevard|chemin|allée|impasse|quai|viale|piazza|corso|calle|avenida|paseo|rua"
+
 # Central European street types written after the name, as separate words
 _CE_STREET_TYPE = "utca|útja|út|körút|tér|ulica|cesta|ulice|třída|námestie|nábrežie"
 
@@ -614,7 +619,7 @@ class StreetAddressRecognizer(EntityRecognizer):
         ("number, prefix street", 0.7,
          rf"(?<![\w\-])\d{{1,5}}[A-Za-z]?,?[ \t]+(?:{_PREFIX_TYPE}|(?i:{_PREFIX_TYPE_CI}))\.?[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do|d'|l')[ \t]*)*\p{{Lu}}[\p{{L}}'’\-]*(?:[ \t]+(?:\p{{Lu}}[\p{{L}}'’\-]*|de|del|la|le|di|da)){{0,3}}"),
         ("prefix street", 0.6,
-         rf"(?<![\w\-])(?i:rue|avenue|boulevard|chemin|allée|impasse|quai|viale|piazza|corso|calle|avenida|paseo|rua)[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do)[ \t]+|d'|l')*\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}"),
+         rf"(?<![\w\-])(?i:{_BARE_PREFIX_TYPE})[ \t]+(?:(?:de|del|della|di|da|des|du|la|le|les|dos|das|do)[ \t]+|d'|l')*\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}"),
         ("street suffix number", 0.9,  # above a name model's reading of "Nerger Ave" as a person
          rf"(?<![\w\-])\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*(?:[ \t]+\p{{Lu}}\p{{Ll}}[\p{{L}}'’\-]*){{0,2}}[ \t]+(?:{_STREET_TYPE_NUMBERED})\.?[ \t]+\d{{1,5}}[A-Za-z]?\b(?![/.\-:,]\d)"),
         # a street type, up to five words or numbers in any case, a house-number mark and the number, as written
@@ -678,7 +683,7 @@ class StreetAddressRecognizer(EntityRecognizer):
         self._trigger = re.compile(r"\d")
         self._trigger_no_digit = re.compile(
             rf"{_JUNCTION_CUE}\b|(?<=\b(?:{_STREET_SUFFIX})\.?)[ \t]+(?:at|and|&)[ \t]+\p{{Lu}}"
-            rf"|(?i:\b(?:rue|avenue|boulevard|chemin|allée|impasse|quai|viale|piazza|corso|calle|avenida|paseo|rua)[ \t])")
+            rf"|(?i:\b(?:{_BARE_PREFIX_TYPE})[ \t])")
 
     def _extend(self, text: str, end: int) -> int:
         # same line (and the immediately following one, via _SEP): unit, city, state/ZIP, postcode
