@@ -188,8 +188,9 @@ REMOVED_QUALITY_KEYS = {
     "alpha": "use quality.c (default 1, the standard recipe's)",
     "max_iter": "it only applied to the removed SGD learner",
     "passes": "the stage fits its fold models once (the standard recipe); extra rounds were removed",
-    "second_view": "the second (character n-gram) view was removed: one model on word + character n-grams",
-    "second_view_c": "the second view was removed", "second_view_weight": "the second view was removed",
+    "second_view": "the character n-gram model is always averaged in (equal weight, quality.c); it is not a setting",
+    "second_view_c": "both models use quality.c", "second_view_weight": "the two models are averaged with equal "
+    "weights; it is not a setting",
     "embedding_view": "the sentence-embedding view was removed", "embedding_view_c": "the embedding view was removed",
     "embedding_view_weight": "the embedding view was removed", "embedding_model": "the embedding view was removed",
     "embedding_max_length": "the embedding view was removed", "small_data_max_rows": "the auto modes it switched were "
@@ -208,8 +209,8 @@ REMOVED_QUALITY_KEYS = {
 
 
 class QualityParams(_Section):
-    """The quality stage (issue 22): out-of-fold logistic regression probabilities on the stage's features, then
-    cleanlab find_label_issues; a shortcut check; a policy. Chosen by the worst case across data sets
+    """The quality stage (issue 22): out-of-fold logistic regression probabilities (the mean of a model on the stage's
+    features and one on character n-grams alone), then cleanlab find_label_issues; a shortcut check; a policy. Chosen by the worst case across data sets
     (benchmarks/bench_label_noise.py)."""
 
     k_folds: int = Field(5, ge=2, description="out-of-fold folds (every labelled record is scored by a model that "

@@ -45,6 +45,12 @@ class FeatureSet:
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
     novelty: list[str] = field(default_factory=list)  # columns with a "new for this customer" indicator
+    char_columns: tuple[int, int] = (0, 0)  # [start, end) of the character TF-IDF block in X
+
+    @property
+    def char_view(self) -> sp.csr_matrix:
+        """The character TF-IDF block alone: the standard recipe's features (char_wb 2-5) on the same rows."""
+        return self.X[:, self.char_columns[0]:self.char_columns[1]]
 
 
 def structured_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -130,6 +136,7 @@ def build_features(
         except ValueError:  # empty vocabulary (e.g. all texts empty)
             blocks.append(sp.csr_matrix((n, 0), dtype=np.float32))
     text_cols = sum(b.shape[1] for b in blocks)
+    char_cols = (blocks[0].shape[1], text_cols)
 
     cats, nums = structured_columns(df)
     if cats:
@@ -144,7 +151,7 @@ def build_features(
         blocks.append(group_novelty(df, nov))
     X = sp.hstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((n, 0))
     return FeatureSet(X=X, text_columns=text_cols, structured=cats + nums, categorical=cats, numeric=nums,
-                      novelty=nov)
+                      novelty=nov, char_columns=char_cols)
 
 
 def _binned(num: np.ndarray, n_bins: int = 10) -> sp.csr_matrix:

@@ -8,7 +8,7 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,12 +41,20 @@ def find_issues(
     k: int,
     seed: int,
     filter_by: str = "prune_by_noise_rate",
+    extra_views: Sequence[sp.csr_matrix] = (),
 ) -> LabelIssueResult:
-    """The standard recipe on the stage's features: K-fold out-of-fold probabilities (folds keep `groups` whole),
-    then `cleanlab.filter.find_label_issues`. The number of flags comes from cleanlab's confident joint, i.e. the
-    class prior and the flip rates are estimated from this data, never assumed."""
+    """K-fold out-of-fold probabilities (folds keep `groups` whole), then `cleanlab.filter.find_label_issues`. Each
+    matrix in `extra_views` (the same rows, other columns) gets its own model on the same folds, and the out-of-fold
+    probabilities of all the models are averaged with equal weights before cleanlab sees them. The number of flags
+    comes from cleanlab's confident joint, i.e. the class prior and the flip rates are estimated from this data,
+    never assumed."""
     folds = make_folds(y, groups, k, seed)
     oof = oof_predict(X, y, labelled, folds, make_model, progress="quality: fold fits")
+    if extra_views:
+        members = [oof] + [oof_predict(V, y, labelled, folds, make_model, progress=f"quality: fold fits, view {i + 2}")
+                           for i, V in enumerate(extra_views)]
+        oof = OOFResult(pred_probs=np.mean([m.pred_probs for m in members], axis=0), fold=oof.fold,
+                        train_rows=oof.train_rows, n_splits=oof.n_splits)
     pp = oof.pred_probs[labelled]
     issues = find_label_issues(labels=y, pred_probs=pp, filter_by=filter_by)
     score = get_label_quality_scores(labels=y, pred_probs=pp, method="self_confidence")

@@ -643,8 +643,9 @@ def quality_section(stages: dict[str, StageDir], params: Params, checks: Checks)
     # described from the configuration (never from metrics strings, which the report does not echo)
     c_text = f"{qp.c:g}"
     policy["method"] = (
-        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities of an L-BFGS "
-        f"logistic regression (C = {c_text}) on word + character TF-IDF and structured columns, folds keeping "
+        f"cleanlab find_label_issues ({qp.filter_by}) on {qp.k_folds}-fold out-of-fold probabilities, the mean of "
+        f"two L-BFGS logistic regressions (C = {c_text}), one on word + character TF-IDF and structured columns, one "
+        f"on character TF-IDF only (the standard recipe's features), folds keeping "
         f"{'near-duplicates' if qp.fold_groups == 'duplicates' else 'customers and near-duplicates'} together"
     )
     policy["posterior_vetoed"] = None  # the stage withdraws no flag (issue 22)
