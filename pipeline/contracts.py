@@ -470,6 +470,8 @@ class ChosenRule(_Open):
     baseline_pr_auc: Optional[float] = None
     chosen_on: Optional[str] = None  # the variant field the choice compared (val_pr_auc: validation)
     floor_met: Optional[bool] = None  # None: no baseline floor applied
+    eligible: Optional[list[str]] = None  # variants within the budget and not significantly below fp32
+    significantly_below_fp32: Optional[list[str]] = None  # paired bootstrap on the chosen_on split
 
 
 class CompressMetrics(StageMetrics):

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+from typing import Optional
 import select
 import shutil
 import subprocess
@@ -82,8 +83,9 @@ def _no_signing_env(monkeypatch):
 # --------------------------------------------------------------------------------------- model stage outputs
 
 
-def write_model_outputs(data: Path, floor_met: bool = True) -> None:
-    """train / compress outputs in pipeline/train's formats (trainer.py, compress.py); the weights are stand-ins."""
+def write_model_outputs(data: Path, floor_met: bool = True, val: Optional[dict] = None) -> None:
+    """train / compress outputs in pipeline/train's formats (trainer.py, compress.py); the weights are stand-ins.
+    `val`: {variant: validation PR-AUC} and the rule chose on validation (as compress does); else test only."""
     lora, comp = data / "06_models" / "lora", data / "06_models" / "compressed"
     ds = data / "05_splits" / "dataset"
     dv = {"dataset_sha256": sha256_tree(ds)} if ds.is_dir() else {}
@@ -111,6 +113,11 @@ def write_model_outputs(data: Path, floor_met: bool = True) -> None:
     ]
     rule = {"chosen": "onnx_int8", "pr_auc_budget": 0.01, "baseline_floor": True, "budget_only_choice": "onnx_int8",
             "baseline_pr_auc": variants[-1]["pr_auc"], "floor_met": floor_met}
+    if val:
+        for v in variants:
+            v["val_pr_auc"] = val.get(v["name"], v["pr_auc"])
+        variants[1]["pr_auc"] = 0.67  # on test the chosen variant loses 0.02 against fp32 (0.69)
+        rule.update(chosen_on="val_pr_auc", baseline_pr_auc=variants[-1]["val_pr_auc"], significantly_below_fp32=[])
     truth = {"matched": 90, "n_fraud_true": 6, "n_fraud_given": 7, "label_disagreements": 2,
              "variants": {"onnx_int8": {"pr_auc_true": 0.731, "pr_auc_given": 0.684},
                           "tfidf_lr": {"pr_auc_true": 0.611, "pr_auc_given": 0.52}},
@@ -290,6 +297,29 @@ def test_verdict_is_not_pass_when_the_baseline_beats_the_model(demo_run, tmp_pat
     glance = html[html.index('id="summary"'):html.index('id="run"')]
     assert "model.beats_baseline" in glance and "WARN" in glance and "0.684" in glance
     assert read_json(out / "metrics.json")["overall"] != "pass"
+
+
+@pytest.mark.parametrize("val_drop, passes", [(0.004, True), (0.03, False)])
+def test_budget_is_judged_on_the_split_the_variant_was_chosen_on(demo_run, tmp_path, val_drop, passes):
+    """compress chooses on validation; the report judges the PR-AUC budget there (the compress rule), and shows the
+    test loss beside it rather than failing on a test split the rule never looked at."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_run["data"], data, ignore=shutil.ignore_patterns("reports"))
+    write_model_outputs(data, val={"fp32": 0.70, "onnx_int8": round(0.70 - val_drop, 4), "tfidf_lr": 0.5})
+    out = data / "reports"
+    run_report(out=out, params=_params(data))
+    report = read_json(out / "report.json")
+    check = next(c for c in report["checks"] if c["id"] == "model.chosen_within_budget")
+    assert check["passed"] is passes and check["figure"] == val_drop
+    assert "validation PR-AUC" in check["detail"] and "on test it loses 0.02" in check["detail"]
+    comp = report["sections"]["model"]["compression"]
+    assert comp["pr_auc_drop"] == 0.02 and comp["pr_auc_drop_rule"] == val_drop
+    assert comp["pr_auc_drop_rule_split"] == "validation"
+    sig = next(c for c in report["checks"] if c["id"] == "model.chosen_not_significantly_below_fp32")
+    assert sig["passed"] is True
+    assert (report["summary"]["overall"] == "fail") is (not passes)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "on validation, the split it was chosen on" in html
 
 
 def _pii_needles(truth: Path) -> set[str]:
