@@ -40,6 +40,8 @@ Ablations (`ablations` in the results file): one-off comparisons behind a defaul
 input and per-cell table; a rerun keeps them. `word_tfidf_block` (2026-12-06, 5 seeds at 5%): the stage with
 character TF-IDF only fell below the standard recipe in 4 of 12 cells (worst: card class-conditional, -0.057 F1),
 the word + character stage in 2 (worst: smishing feature-dependent, -0.030), so the word block stays.
+`two_model_average` (2026-12-07, `benchmarks/ablation_quality_views.py`): the all-features model alone, a model on
+the character block alone and their average (what the stage now does) beside the standard recipe.
 
 Speed (`speed` section): 100,000 synthetic anonymized-like records (tests/synthetic_quality.py, 5% flipped) through
 the stage function `run_quality` (what the CLI calls; outliers and shortcut check on, as the defaults), and the

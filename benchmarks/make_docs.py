@@ -276,6 +276,32 @@ def label_noise(d: dict) -> list[str]:
                 f"{_f(sp.get('ratio_stage_over_standard'), 2)}, target ≤ {_f(sp.get('target_ratio'), 1)}, met: "
                 f"{_f(sp.get('meets_target'))}); stage P / R {_pr(sp.get('stage'))}, standard {_pr(sp.get('standard'))}.",
                 ""]
+    for name, ab in sorted((d.get("ablations") or {}).items(), key=lambda kv: str(kv[1].get("date", ""))):
+        table = ab.get("table_at_5pct") or {}
+        dets = list(ab.get("variants") or {})
+        if not table or not dets:
+            continue
+        out += [f"### Ablation `{name}` ({ab.get('date', '?')})", "", str(ab.get("question", "")), ""]
+        out += [f"- `{k}`: {v}" for k, v in (ab.get("variants") or {}).items()]
+        cmd = str(ab.get("command", "?"))
+        out += ["", f"Command: {cmd if '`' in cmd else f'`{cmd}`'}. Noise: {ab.get('noise', '?')}.", "",
+                "Mean F1 over seeds at 5% (difference to the standard recipe):", ""]
+        rows = []
+        for data, by_noise in sorted(table.items()):
+            for noise, c in sorted(by_noise.items()):
+                std = _g(c, "standard", "f1", "mean")
+                rows.append([data, noise] + [
+                    _f(_g(c, det, "f1", "mean")) + ("" if det == "standard" or std is None or
+                                                      _g(c, det, "f1", "mean") is None else
+                                                      f" ({_g(c, det, 'f1', 'mean') - std:+.3f})") for det in dets])
+        out += _table(["data", "noise"] + [f"`{det}`" for det in dets], rows)
+        below = ab.get("cells_below_standard") or {}
+        if below:
+            out += ["Cells below the standard recipe: " + "; ".join(
+                f"`{det}` {len(cells)}" + (f" ({', '.join(cells)})" if cells else "") for det, cells in below.items())
+                + ".", ""]
+        if ab.get("decision"):
+            out += [f"Decision: {ab['decision']}", ""]
     return out
 
 
