@@ -300,6 +300,9 @@ def label_noise(d: dict) -> list[str]:
             out += ["Cells below the standard recipe: " + "; ".join(
                 f"`{det}` {len(cells)}" + (f" ({', '.join(cells)})" if cells else "") for det, cells in below.items())
                 + ".", ""]
+        if ab.get("qualifies"):
+            out += ["Qualifies under the selection rule: " + ", ".join(
+                f"`{det}` {_f(ok)}" for det, ok in ab["qualifies"].items()) + ".", ""]
         if ab.get("decision"):
             out += [f"Decision: {ab['decision']}", ""]
     return out
