@@ -303,6 +303,21 @@ def label_noise(d: dict) -> list[str]:
         if ab.get("qualifies"):
             out += ["Qualifies under the selection rule: " + ", ".join(
                 f"`{det}` {_f(ok)}" for det, ok in ab["qualifies"].items()) + ".", ""]
+        diag = ab.get("diagnostics_at_5pct") or {}
+        if diag:
+            shown = [det for det in ("prune_by_noise_rate", "flag_all_minority", "standard") if det in dets]
+            out += ["What bounds the flags (mean over seeds): " + "; ".join(
+                f"`{k}`: {v}" for k, v in (ab.get("diagnostics") or {}).items()) + ".", ""]
+
+            def pr(c: dict, det: str) -> str:
+                return f"{_f(_g(c, det, 'precision', 'mean'))} / {_f(_g(c, det, 'recall', 'mean'))}"
+
+            out += _table(["data", "noise", "noise share of the minority label", "separability AUC",
+                           "bound: P at R ≥ 0.85"] + [f"`{det}` P / R" for det in shown],
+                          [[data, noise, _f(dg.get("minority_noise_share")), _f(dg.get("separability_auc")),
+                            _f(dg.get("bound_precision_at_recall_085"))]
+                           + [pr(_g(table, data, noise) or {}, det) for det in shown]
+                           for data, by_noise in sorted(diag.items()) for noise, dg in sorted(by_noise.items())])
         if ab.get("decision"):
             out += [f"Decision: {ab['decision']}", ""]
     return out
