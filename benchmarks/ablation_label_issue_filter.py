@@ -12,7 +12,7 @@ For each run it also measures what bounds any count rule on these probabilities:
   many records to flag per class can do better.
 
     .venv/bin/python -m benchmarks.bench_label_noise --prepare-only     # once: ingest + anonymize the data sets
-    .venv/bin/python -m benchmarks.ablation_label_issue_filter          # ~6 min on 2 cores; adds
+    .venv/bin/python -m benchmarks.ablation_label_issue_filter          # ~13 min on 2 cores; adds
         # ablations.filter_by to benchmarks/results/label_noise.json (the rest of the file is kept)
 """
 
