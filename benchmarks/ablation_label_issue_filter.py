@@ -54,14 +54,14 @@ def bound_precision_at_recall(y: np.ndarray, pred_probs: np.ndarray, truth: np.n
         idx = np.flatnonzero(y == c)
         order = idx[np.argsort(score[idx], kind="stable")]
         hits.append(np.concatenate([[0], np.cumsum(truth[order])]))  # hits[c][k] = flips among the k lowest
-    h0, h1 = hits
+    small, large = sorted(hits, key=len)  # every (k_small, k_large) pair: loop over the smaller class
+    ks = np.arange(len(large))
     best = 0.0
-    for k0 in range(len(h0)):
-        rest = need - h0[k0]
-        k1 = 0 if rest <= 0 else int(np.searchsorted(h1, rest, side="left"))
-        if k1 >= len(h1) or k0 + k1 == 0:
-            continue
-        best = max(best, (h0[k0] + h1[k1]) / (k0 + k1))
+    for k in range(len(small)):
+        tp = small[k] + large
+        ok = (tp >= need) & (k + ks > 0)
+        if ok.any():
+            best = max(best, float((tp[ok] / (k + ks[ok])).max()))
     return round(float(best), 4)
 
 
