@@ -5,8 +5,10 @@
     model.predict(["raw text ..."])   # [{"score": 0.93, "label": "fraud", "route": "review"}, ...]
 
 Each text goes through what the training data went through: the anonymize stage's detector, operators and key
-(`FRAUDSLM_PSEUDONYM_KEY`), with the anonymize settings shipped in the folder's `variant.json`
-(`pipeline.anonymize.text_api`), then the placeholder reduction training used, then the variant's scorer. `label`
+(`FRAUDSLM_PSEUDONYM_KEY`; when it is not set, a one-off random key, which gives the same scores because the model
+sees placeholder types only and no pseudonym is written), with the anonymize settings shipped in the folder's
+`variant.json` (`pipeline.anonymize.text_api`), then the placeholder reduction training used, then the variant's
+scorer. `label`
 applies the folder's threshold; `route` is `auto` when the score lies outside the review band chosen on validation
 (`predict.target_precision`), `review` inside it, and `error` when the text could not be anonymized safely: such a
 text is never scored (fail closed) and its row carries no score.
@@ -18,6 +20,8 @@ ONNX or TF-IDF variant nothing here imports torch.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
+from pipeline.anonymize.pseudonym import KEY_ENV
 from pipeline.errors import ConfigError
 from pipeline.io import atomic_path
 from pipeline.train.predict import TORCH_KINDS, load_variant, read_variant_meta
@@ -70,9 +75,18 @@ class FraudModel:
         if trained_model and now["pii_model_sha256"] != trained_model:
             _warn(f"{anon.pii_model}: learned PII model differs from the one the training data was anonymized with "
                   f"(sha256 {trained_model[:12]}); detection may differ")
+        one_off = key is None and not os.environ.get(KEY_ENV, "").strip()
+        if one_off:
+            # No pseudonym reaches the output and the model sees placeholder types only, so the secret key is not
+            # needed to score: a scoring box (edge, laptop) need not hold it. A set but invalid key is still an error.
+            key = secrets.token_bytes(32)
+            _warn(f"{KEY_ENV} is not set: texts are pseudonymized with a one-off key. Scores are the same (the model "
+                  "sees placeholder types only) and no pseudonym is written")
         self.anonymizer = TextAnonymizer(anon, key, without_torch=self.kind not in TORCH_KINDS)
+        del key
+        self.one_off_key = one_off
         trained_fp = meta["anonymizer"].get("key_fingerprint")
-        if trained_fp and trained_fp != self.anonymizer.key_fingerprint:
+        if trained_fp and not one_off and trained_fp != self.anonymizer.key_fingerprint:
             _warn("FRAUDSLM_PSEUDONYM_KEY differs from the key the training data was anonymized with (fingerprint "
                   f"{trained_fp}); scores are unaffected (placeholders are reduced to their type) but pseudonyms "
                   "will not join with the training data")

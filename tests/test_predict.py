@@ -277,3 +277,24 @@ def test_changed_detector_warns(compressed, tmp_path, capfd):
     load(dest, threads=1)
     err = capfd.readouterr().err
     assert "recognizer registry differs" in err and "learned PII model differs" in err and "ffffffffffff" in err
+
+
+def test_predict_without_the_key_scores_the_same_with_a_one_off_key(compressed, monkeypatch, capfd):
+    """A scoring box need not hold the secret pseudonym key: without it, predict pseudonymizes with a one-off key
+    (said on stderr) and the scores equal those under the training key, because the model sees placeholder types
+    only. A key that is set but too short is still a configuration error."""
+    from pipeline.anonymize.pseudonym import KEY_ENV
+    from pipeline.errors import ConfigError
+    from pipeline.predict import load
+
+    with_key = load(compressed["out"] / "chosen", threads=1).predict(RAW)
+    assert "one-off key" not in capfd.readouterr().err
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    model = load(compressed["out"] / "chosen", threads=1)
+    err = capfd.readouterr().err
+    assert f"{KEY_ENV} is not set" in err and "one-off key" in err and "differs from the key" not in err
+    assert model.one_off_key is True
+    assert model.predict(RAW) == with_key
+    monkeypatch.setenv(KEY_ENV, "short")
+    with pytest.raises(ConfigError, match="too short"):
+        load(compressed["out"] / "chosen", threads=1)
