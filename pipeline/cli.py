@@ -296,9 +296,11 @@ def compress(
 @app.command()
 @guarded
 def predict(
-    model: Path = typer.Option(Path("data/06_models/compressed/chosen"), "--model", help="shipped model folder"),
-    inp: Path = typer.Option(..., "--in", help='JSONL of {"id","text"} (raw text)'),
-    out: Path = typer.Option(..., "--out", help='JSONL of {"id","score","label","route"} (no text)'),
+    model: Path = typer.Option(Path("data/06_models/compressed/chosen"), "--model",
+                               help="shipped model folder (or the compress output holding it in chosen/)"),
+    inp: Path = typer.Option(..., "--in", help='JSONL of {"id","text"} (raw text); - for standard input'),
+    out: Path = typer.Option(..., "--out", help='JSONL of {"id","score","label","route"} (no text); - for standard '
+                             'output'),
     params: Path = ParamsOpt,
     sets: Optional[list[str]] = SetOpt,
 ) -> None:

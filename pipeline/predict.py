@@ -19,6 +19,7 @@ ONNX or TF-IDF variant nothing here imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -47,7 +48,7 @@ class FraudModel:
         from pipeline.anonymize.text_api import TextAnonymizer, settings_digest
         from pipeline.config import AnonymizeParams
 
-        self.folder = Path(folder)
+        self.folder = model_folder(folder)
         meta = read_variant_meta(self.folder)
         where = self.folder / "variant.json"
         missing = [k for k in ("threshold", "anonymizer", "labels", "placeholder_handling") if k not in meta]
@@ -136,17 +137,20 @@ class FraudModel:
 
     def predict_file(self, inp: str | Path, out: str | Path, progress: bool = True) -> dict[str, Any]:
         """Stream `inp` ({"id", "text"} per line) into `out` ({"id", "score", "label", "route"} per line), batch by
-        batch, written atomically. A bad line gets one stderr line naming file:line and the problem; the rest goes
-        through. Returns counts."""
+        batch; a file is written atomically, `-` is standard input / output (flushed batch by batch). A bad line gets
+        one stderr line naming file:line and the problem; the rest goes through. Returns counts."""
         from tqdm import tqdm
 
         inp, out = Path(inp), Path(out)
-        if not inp.is_file():
-            raise ConfigError(f"{inp}: input file not found")
+        check_input(inp)
         t0 = time.perf_counter()
         counts = {"lines": 0, "bad_lines": 0, "scored": 0, "errors": 0, "auto": 0, "review": 0, "fraud": 0}
         bar = tqdm(desc="predict", unit="text", file=sys.stderr, disable=None if progress else True, mininterval=2.0)
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        with contextlib.ExitStack() as stack:
+            if str(out) == STDIO:
+                fh = sys.stdout
+            else:
+                fh = stack.enter_context(open(stack.enter_context(atomic_path(out)), "w", encoding="utf-8"))
             for batch in _batches(_read_rows(inp, counts), self.batch_size):
                 results = self._predict_batch([t for _, t in batch])
                 for (rid, _), res in zip(batch, results):
@@ -158,10 +162,28 @@ class FraudModel:
                         counts[res["route"]] += 1
                         counts["fraud"] += int(res["label"] == self.labels[1])
                 bar.update(len(batch))
-            fh.flush()
+                fh.flush()
         bar.close()
         counts["seconds"] = round(time.perf_counter() - t0, 2)
         return counts
+
+
+STDIO = "-"
+
+
+def model_folder(folder: str | Path) -> Path:
+    """The variant folder to load: `folder` itself, or its `chosen/` when `folder` is a `fraudslm compress` output
+    (`data/06_models/compressed`), so both spellings score with the shipped variant."""
+    folder = Path(folder)
+    if not (folder / "variant.json").is_file() and (folder / "chosen" / "variant.json").is_file():
+        return folder / "chosen"
+    return folder
+
+
+def check_input(inp: Path) -> None:
+    """Fail before the model loads when the input file is missing (`-` is standard input)."""
+    if str(inp) != STDIO and not Path(inp).is_file():
+        raise ConfigError(f"{inp}: input file not found")
 
 
 def _warn(msg: str) -> None:
@@ -170,7 +192,9 @@ def _warn(msg: str) -> None:
 
 def _read_rows(path: Path, counts: dict[str, int]) -> Iterator[tuple[Any, str]]:
     """(id, text) per good line; bad lines are reported (file:line: problem, never their content) and skipped."""
-    with open(path, "rb") as fh:
+    stdin = str(path) == STDIO
+    name = "<stdin>" if stdin else str(path)
+    with contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as fh:
         for n, raw in enumerate(fh, start=1):
             counts["lines"] += 1
             problem = None
@@ -195,7 +219,7 @@ def _read_rows(path: Path, counts: dict[str, int]) -> Iterator[tuple[Any, str]]:
                         problem = "missing 'text' or not a string"
             if problem:
                 counts["bad_lines"] += 1
-                print(f"fraudslm predict: {path}:{n}: {problem}; line skipped", file=sys.stderr)
+                print(f"fraudslm predict: {name}:{n}: {problem}; line skipped", file=sys.stderr)
                 continue
             yield row["id"], row["text"]
 
@@ -220,9 +244,10 @@ def load(folder: str | Path, threads: int | str = "auto", batch_size: int = 256,
 def run_predict(model: Path, inp: Path, out: Path, params) -> dict[str, Any]:
     """CLI entry: `fraudslm predict --model DIR --in texts.jsonl --out scores.jsonl`."""
     pp = params.predict
+    check_input(Path(inp))
     m = load(model, threads=pp.threads, batch_size=pp.batch_size)
     counts = m.predict_file(inp, out)
     print(f"fraudslm predict: {counts['scored']} scored ({counts['auto']} auto, {counts['review']} review, "
           f"{counts['fraud']} labelled fraud), {counts['errors']} quarantined, {counts['bad_lines']} bad line(s) "
-          f"-> {out}", file=sys.stderr)
+          f"-> {'standard output' if str(out) == STDIO else out}", file=sys.stderr)
     return counts

@@ -298,3 +298,44 @@ def test_predict_without_the_key_scores_the_same_with_a_one_off_key(compressed, 
     monkeypatch.setenv(KEY_ENV, "short")
     with pytest.raises(ConfigError, match="too short"):
         load(compressed["out"] / "chosen", threads=1)
+
+
+@pytest.mark.parametrize("variant", ["int8", "onnx_int8"])
+def test_int8_scores_do_not_depend_on_the_batch(compressed, variant):
+    """Dynamic int8 quantizes activations with one scale per call: batched, a text's score would move with its
+    neighbours. Such variants score one text per call, so a text scores the same alone, in any batch, in any order."""
+    from pipeline.train.predict import dynamic_int8, load_variant, read_variant_meta
+
+    folder = compressed["out"] / "variants" / variant
+    assert dynamic_int8(read_variant_meta(folder))
+    scorer = load_variant(folder, threads=1)
+    texts = ["card <CREDIT_CARD> blocked, call <PHONE_NUMBER> now to release your funds",
+             "ok", "salary credit received " * 20, "thanks for the refund"]
+    alone = [float(scorer.predict_proba([t])[0]) for t in texts]
+    assert [float(x) for x in scorer.predict_proba(texts)] == alone
+    assert [float(x) for x in scorer.predict_proba(texts[::-1])] == alone[::-1]
+    fp32 = load_variant(compressed["out"] / "variants" / "fp32", threads=1)
+    assert not dynamic_int8(read_variant_meta(compressed["out"] / "variants" / "fp32")) and fp32.batch_size > 1
+
+
+def test_cli_predict_streams_stdin_to_stdout_and_accepts_the_compress_folder(compressed, tmp_path):
+    """`--in -` / `--out -` stream through standard input / output (bad lines named <stdin>:N, never echoed), and
+    `--model` may name the compress output: its `chosen/` is loaded. A missing input file fails before the model
+    loads, with exit 2."""
+    lines = [json.dumps({"id": i, "text": t}) for i, t in enumerate(RAW)] + ["{oops"]
+    proc = subprocess.run([str(Path(sys.executable).parent / "fraudslm"), "predict", "--model", str(compressed["out"]),
+                           "--in", "-", "--out", "-"], input="\n".join(lines) + "\n", capture_output=True, text=True,
+                          env=_env(), cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["id"] for r in rows] == list(range(len(RAW)))
+    assert f"<stdin>:{len(RAW) + 1}: invalid JSON" in proc.stderr and "standard output" in proc.stderr
+    for v in PII_VALUES:
+        assert v not in proc.stdout and v not in proc.stderr
+    from pipeline.predict import load
+
+    assert [r["score"] for r in rows] == [r["score"] for r in load(compressed["out"] / "chosen", threads=1).predict(RAW)]
+    missing = subprocess.run([str(Path(sys.executable).parent / "fraudslm"), "predict", "--model",
+                              str(compressed["out"]), "--in", str(tmp_path / "nope.jsonl"), "--out",
+                              str(tmp_path / "o.jsonl")], capture_output=True, text=True, env=_env(), timeout=600)
+    assert missing.returncode == 2 and "input file not found" in missing.stderr and not (tmp_path / "o.jsonl").exists()

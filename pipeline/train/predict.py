@@ -6,6 +6,11 @@
   embeddings, rebuilt by applying the same quantization to the config's architecture before loading;
 - `onnx`: `model.onnx` run by onnxruntime (fp32 or dynamic int8);
 - `sklearn`: `model.pkl`, the TF-IDF + logistic regression baseline (a pickle: load only artifacts you built).
+
+Dynamic int8 variants (`torch_int8`, and `onnx` with precision int8) quantize activations with one scale per call,
+computed over the whole batch, so a text's score would depend on the texts batched with it (up to 0.17 on the smishing
+test split at batch 64). They therefore score one text per call: the same text always gets the same score, in
+`compress`, `predict` and the Python API alike.
 """
 
 from __future__ import annotations
@@ -120,6 +125,11 @@ def read_variant_meta(folder: Path) -> dict[str, Any]:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
+def dynamic_int8(meta: dict[str, Any]) -> bool:
+    """Whether the variant quantizes activations per call (its scores would depend on the batch)."""
+    return meta.get("kind") == "torch_int8" or (meta.get("kind") == "onnx" and meta.get("precision") == "int8")
+
+
 def load_variant(folder: str | Path, threads: int = 1, batch_size: int = 64):
     """A predictor (`.predict_proba(texts) -> np.ndarray`) for a variant folder written by `fraudslm compress`.
     ONNX and sklearn variants load without importing torch or transformers."""
@@ -130,6 +140,8 @@ def load_variant(folder: str | Path, threads: int = 1, batch_size: int = 64):
         with open(folder / "model.pkl", "rb") as fh:
             return SklearnPredictor(pickle.load(fh))  # noqa: S301 - our own artifact
     max_length = int(meta["max_length"])
+    if dynamic_int8(meta):
+        batch_size = 1  # batch-invariant scores (module doc)
     if kind == "onnx":
         return OnnxPredictor(folder, max_length, threads, batch_size)
     if kind in TORCH_KINDS:
