@@ -26,17 +26,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.bench_label_noise import (DATASETS, NOISE, RESULTS, SEEDS_MAIN, _commit, flip_mask,
-                                          independent_p_other, prf, standard_recipe, write_results)
+from benchmarks.ablation_quality_views import noisy_runs
+from benchmarks.bench_label_noise import DATASETS, NOISE, RESULTS, _commit, prf, standard_recipe, write_results
 from pipeline.config import load_params
-from pipeline.quality.features import build_features
 from pipeline.quality.issues import find_issues
-from pipeline.quality.stage import label_issue_groups, load_records, model_factory
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
            "low_normalized_margin", "low_self_confidence")
@@ -67,51 +64,29 @@ def bound_precision_at_recall(y: np.ndarray, pred_probs: np.ndarray, truth: np.n
 
 def run_dataset(work: Path, name: str, params) -> list[dict]:
     q = params.quality
-    path = work / name / "anonymized" / "records.parquet"
-    rec = pd.read_parquet(path)  # the benchmark's row order: flips are drawn over it
-    lab = rec["label"].notna().to_numpy()
-    y0 = rec.loc[lab, "label"].astype(int).to_numpy()
-    texts = rec.loc[lab, "text"].fillna("").astype(str).tolist()
-    p_other = independent_p_other(texts, y0)
-    df = load_records(path)  # the stage's row order (by record_id)
-    labelled = df["label"].notna().to_numpy()
-    pos = pd.Series(np.arange(labelled.sum()), index=df.loc[labelled, "record_id"].to_numpy())
-    to_stage = pos.loc[rec.loc[lab, "record_id"].to_numpy()].to_numpy()
-    feats = build_features(df, q.max_features)
-    groups = label_issue_groups(df, q)[labelled]
-    make_model, _ = model_factory(q)
     runs = []
-    for noise in NOISE:
-        for seed in SEEDS_MAIN:
-            flips = flip_mask(y0, 0.05, noise, seed, p_other)
-            noisy = y0.copy()
-            noisy[flips] = 1 - noisy[flips]
-            y = np.empty_like(noisy)
-            y[to_stage] = noisy
-            truth = np.zeros(len(noisy), dtype=bool)
-            truth[to_stage] = flips
-            res = find_issues(feats.X, y, labelled, groups, make_model, k=q.k_folds, seed=params.seed,
-                              filter_by=q.filter_by, extra_views=(feats.char_view,))  # what the stage runs
-            pp = res.pred_probs
-            minority = int(np.argmin(np.bincount(y, minlength=2)))
-            row: dict = {"data": name, "noise": noise, "seed": seed}
-            for f in FILTERS:
-                row[f] = prf(np.asarray(find_label_issues(y, pp, filter_by=f), dtype=bool), truth)
-            row["flag_all_minority"] = prf(y == minority, truth)
-            row["standard"] = prf(np.asarray(standard_recipe(texts, noisy, seed=seed)[0], dtype=bool), flips)
-            in_min = y == minority
-            row["minority_noise_share"] = round(float(truth[in_min].mean()), 4)
-            both = truth[in_min].any() and (~truth[in_min]).any()
-            row["separability_auc"] = (round(float(roc_auc_score(truth[in_min], -pp[in_min, minority])), 4)
-                                       if both else None)
-            row["bound_precision_at_recall_085"] = bound_precision_at_recall(y, pp, truth)
-            runs.append(row)
-            print(f"[filter_by] {name} {noise} seed {seed}: " + " ".join(
-                f"{d} {row[d]['precision']:.3f}/{row[d]['recall']:.3f}" for d in ("prune_by_noise_rate",
-                                                                                  "predicted_neq_given",
-                                                                                  "flag_all_minority", "standard"))
-                  + f" noise share {row['minority_noise_share']:.3f} auc {row['separability_auc']}"
-                    f" bound {row['bound_precision_at_recall_085']:.3f}", file=sys.stderr, flush=True)
+    for r in noisy_runs(work, name, params):
+        y, truth = r.y, r.truth
+        pp = find_issues(r.feats.X, y, r.labelled, r.groups, r.make_model, k=q.k_folds, seed=params.seed,
+                         filter_by=q.filter_by, extra_views=(r.feats.char_view,)).pred_probs  # what the stage runs
+        minority = int(np.argmin(np.bincount(y, minlength=2)))
+        row: dict = {"data": name, "noise": r.noise, "seed": r.seed}
+        for f in FILTERS:
+            row[f] = prf(np.asarray(find_label_issues(y, pp, filter_by=f), dtype=bool), truth)
+        row["flag_all_minority"] = prf(y == minority, truth)
+        row["standard"] = prf(np.asarray(standard_recipe(r.texts, r.noisy, seed=r.seed)[0], dtype=bool), r.flips)
+        in_min = y == minority
+        row["minority_noise_share"] = round(float(truth[in_min].mean()), 4)
+        both = truth[in_min].any() and (~truth[in_min]).any()
+        row["separability_auc"] = (round(float(roc_auc_score(truth[in_min], -pp[in_min, minority])), 4)
+                                   if both else None)
+        row["bound_precision_at_recall_085"] = bound_precision_at_recall(y, pp, truth)
+        runs.append(row)
+        print(f"[filter_by] {name} {r.noise} seed {r.seed}: " + " ".join(
+            f"{d} {row[d]['precision']:.3f}/{row[d]['recall']:.3f}"
+            for d in ("prune_by_noise_rate", "predicted_neq_given", "flag_all_minority", "standard"))
+              + f" noise share {row['minority_noise_share']:.3f} auc {row['separability_auc']}"
+                f" bound {row['bound_precision_at_recall_085']:.3f}", file=sys.stderr, flush=True)
     return runs
 
 

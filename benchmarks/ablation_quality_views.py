@@ -19,7 +19,9 @@ import datetime as dt
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -36,7 +38,25 @@ from pipeline.quality.stage import label_issue_groups, load_records, model_facto
 DETECTORS = ("single", "char_only", "average", "standard")
 
 
-def run_dataset(work: Path, name: str, params) -> list[dict]:
+@dataclass
+class NoisyRun:
+    """One benchmark run at 5%, in the stage's row order (`y`, `truth`) and the benchmark's (`noisy`, `flips`)."""
+    noise: str
+    seed: int
+    y: np.ndarray  # noisy labels over the stage's labelled rows
+    truth: np.ndarray  # flipped, over the stage's labelled rows
+    noisy: np.ndarray  # noisy labels in the benchmark's row order (the standard recipe's input)
+    flips: np.ndarray  # flipped, in the benchmark's row order
+    texts: list[str]  # the benchmark's row order
+    feats: Any
+    labelled: np.ndarray
+    groups: np.ndarray
+    make_model: Callable
+
+
+def noisy_runs(work: Path, name: str, params) -> Iterator[NoisyRun]:
+    """The label-noise benchmark's CLI-anonymized records of one data set with its 5% flips (3 noise models x seeds
+    1-5), features and folds' groups built once, as the quality stage builds them."""
     q = params.quality
     path = work / name / "anonymized" / "records.parquet"
     rec = pd.read_parquet(path)  # the benchmark's row order: flips are drawn over it
@@ -51,7 +71,6 @@ def run_dataset(work: Path, name: str, params) -> list[dict]:
     feats = build_features(df, q.max_features)
     groups = label_issue_groups(df, q)[labelled]
     make_model, _ = model_factory(q)
-    runs = []
     for noise in NOISE:
         for seed in SEEDS_MAIN:
             flips = flip_mask(y0, 0.05, noise, seed, p_other)
@@ -61,18 +80,25 @@ def run_dataset(work: Path, name: str, params) -> list[dict]:
             y[to_stage] = noisy
             truth = np.zeros(len(noisy), dtype=bool)
             truth[to_stage] = flips
-            single = find_issues(feats.X, y, labelled, groups, make_model, k=q.k_folds, seed=params.seed,
-                                 filter_by=q.filter_by)
-            char = oof_predict(feats.char_view, y, labelled, single.folds, make_model).pred_probs[labelled]
-            flags = {"single": single.is_issue,
-                     "char_only": find_label_issues(y, char, filter_by=q.filter_by),
-                     "average": find_label_issues(y, (single.pred_probs + char) / 2, filter_by=q.filter_by)}
-            row = {"data": name, "noise": noise, "seed": seed}
-            row.update({d: prf(np.asarray(f, dtype=bool), truth) for d, f in flags.items()})
-            row["standard"] = prf(np.asarray(standard_recipe(texts, noisy, seed=seed)[0], dtype=bool), flips)
-            runs.append(row)
-            print(f"[ablation] {name} {noise} seed {seed}: " + " ".join(f"{d} {row[d]['f1']:.3f}" for d in DETECTORS),
-                  file=sys.stderr, flush=True)
+            yield NoisyRun(noise, seed, y, truth, noisy, flips, texts, feats, labelled, groups, make_model)
+
+
+def run_dataset(work: Path, name: str, params) -> list[dict]:
+    q = params.quality
+    runs = []
+    for r in noisy_runs(work, name, params):
+        single = find_issues(r.feats.X, r.y, r.labelled, r.groups, r.make_model, k=q.k_folds, seed=params.seed,
+                             filter_by=q.filter_by)
+        char = oof_predict(r.feats.char_view, r.y, r.labelled, single.folds, r.make_model).pred_probs[r.labelled]
+        flags = {"single": single.is_issue,
+                 "char_only": find_label_issues(r.y, char, filter_by=q.filter_by),
+                 "average": find_label_issues(r.y, (single.pred_probs + char) / 2, filter_by=q.filter_by)}
+        row = {"data": name, "noise": r.noise, "seed": r.seed}
+        row.update({d: prf(np.asarray(f, dtype=bool), r.truth) for d, f in flags.items()})
+        row["standard"] = prf(np.asarray(standard_recipe(r.texts, r.noisy, seed=r.seed)[0], dtype=bool), r.flips)
+        runs.append(row)
+        print(f"[ablation] {name} {r.noise} seed {r.seed}: " + " ".join(f"{d} {row[d]['f1']:.3f}" for d in DETECTORS),
+              file=sys.stderr, flush=True)
     return runs
 
 
