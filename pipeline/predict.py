@@ -8,10 +8,9 @@ Each text goes through what the training data went through: the anonymize stage'
 (`FRAUDSLM_PSEUDONYM_KEY`; when it is not set, a one-off random key, which gives the same scores because the model
 sees placeholder types only and no pseudonym is written), with the anonymize settings shipped in the folder's
 `variant.json` (`pipeline.anonymize.text_api`), then the placeholder reduction training used, then the variant's
-scorer. `label`
-applies the folder's threshold; `route` is `auto` when the score lies outside the review band chosen on validation
-(`predict.target_precision`), `review` inside it, and `error` when the text could not be anonymized safely: such a
-text is never scored (fail closed) and its row carries no score.
+scorer. `label` applies the folder's threshold; `route` is `auto` when the score lies outside the review band chosen
+on validation (`predict.target_precision`), `review` inside it, and `error` when the text could not be anonymized
+safely: such a text is never scored (fail closed) and its row carries no score.
 
 Output rows hold `id`, `score`, `label`, `route` (and `error` for a quarantined text): never the text. For an
 ONNX or TF-IDF variant nothing here imports torch.
@@ -33,7 +32,7 @@ import numpy as np
 from pipeline.anonymize.pseudonym import KEY_ENV
 from pipeline.errors import ConfigError
 from pipeline.io import atomic_path
-from pipeline.train.predict import TORCH_KINDS, load_variant, read_variant_meta
+from pipeline.train.predict import TORCH_KINDS, VARIANT_FILE, load_variant, read_variant_meta
 from pipeline.train.resources import resolve_threads
 from pipeline.train.textproc import PLACEHOLDER_HANDLING
 
@@ -175,7 +174,7 @@ def model_folder(folder: str | Path) -> Path:
     """The variant folder to load: `folder` itself, or its `chosen/` when `folder` is a `fraudslm compress` output
     (`data/06_models/compressed`), so both spellings score with the shipped variant."""
     folder = Path(folder)
-    if not (folder / "variant.json").is_file() and (folder / "chosen" / "variant.json").is_file():
+    if not (folder / VARIANT_FILE).is_file() and (folder / "chosen" / VARIANT_FILE).is_file():
         return folder / "chosen"
     return folder
 
