@@ -18,10 +18,7 @@ For each run it also measures what bounds any count rule on these probabilities:
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -30,9 +27,8 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.ablation_quality_views import noisy_runs
-from benchmarks.bench_label_noise import DATASETS, NOISE, RESULTS, _commit, prf, standard_recipe, write_results
-from pipeline.config import load_params
+from benchmarks.ablation_quality_views import noisy_runs, run_ablation
+from benchmarks.bench_label_noise import NOISE, prf, standard_recipe
 from pipeline.quality.issues import find_issues
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
@@ -123,8 +119,9 @@ def summarize(runs: list[dict]) -> dict:
     ok = [det for det in FILTERS if qualifies[det]]
     default = FILTERS[0]
     same = [f for f in FILTERS[1:] if all(r[f] == r[default] for r in runs)]
+    same_note = f" ({', '.join(same)} gave the same flag count, precision and recall as {default} in every run)"
     decision = (f"Rules at or above the standard recipe in every cell: {', '.join(ok) or 'none'}"
-                + (f" ({', '.join(same)} gave the same flag count, precision and recall as {default} in every run)" if same else "") + ". "
+                + (same_note if same else "") + ". "
                 f"No pair of per-class counts reaches precision and recall >= 0.85 on: {', '.join(no_rule) or 'none'}"
                 f" (best precision at recall >= 0.85 in brackets). The degenerate rule that flags every minority "
                 f"label meets both bars on: {', '.join(degenerate) or 'none'}, so there the bar does not tell a "
@@ -134,18 +131,8 @@ def summarize(runs: list[dict]) -> dict:
             "flag_all_minority_meets_085": degenerate, "decision": decision}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fraudslm_label_noise")
-    ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
-    work = args.work / "full"
-    params = load_params(work / "params.yaml")
-    runs = [r for name in args.datasets.split(",") if name for r in run_dataset(work, name, params)]
-    s = summarize(runs)
-    entry = {
-        "date": dt.date.today().isoformat(), "code_commit": _commit(),
+def describe(params) -> dict:
+    return {
         "question": "The stage's recall stays under 0.85 on card and demo under uniform and class-conditional noise, "
                     "and on SMS under class-conditional noise. Is that the count cleanlab's default rule "
                     "(prune_by_noise_rate) chooses, which another of cleanlab's filter_by rules would fix on every "
@@ -170,12 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             "bound_precision_at_recall_085": "best precision any pair of per-class flag counts reaches at recall "
                                              ">= 0.85, each class ranked by normalized margin: a bound on every rule "
                                              "that only chooses how many to flag"},
-        **s,
-        "runs": runs,
     }
-    payload = json.loads(args.out.read_text()) if args.out.exists() else {}
-    payload.setdefault("ablations", {})["filter_by"] = entry
-    write_results(args.out, payload)
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = run_ablation(argv, __doc__.splitlines()[0], "filter_by", run_dataset, summarize, describe)
     print(json.dumps({"qualifies": s["qualifies"], "diagnostics": s["diagnostics_at_5pct"]}, indent=1))
     return 0
 

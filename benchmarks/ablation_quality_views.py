@@ -126,8 +126,12 @@ def summarize(runs: list[dict]) -> dict:
             "worst_case_f1_minus_standard": {k: {"cell": v[0], "value": v[1]} for k, v in worst.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_ablation(argv: list[str] | None, description: str, key: str, run_dataset: Callable, summarize: Callable,
+                 describe: Callable) -> dict:
+    """The shared command line of the label-noise ablations: run `run_dataset` over the benchmark's prepared data sets
+    (`--work`), summarize, and store `{date, code_commit, **describe(params), **summary, runs}` under `ablations.KEY`
+    of the results file (the rest of the file is kept). Returns the summary."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fraudslm_label_noise")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -136,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(work / "params.yaml")
     runs = [r for name in args.datasets.split(",") if name for r in run_dataset(work, name, params)]
     s = summarize(runs)
-    entry = {
-        "date": dt.date.today().isoformat(), "code_commit": _commit(),
+    entry = {"date": dt.date.today().isoformat(), "code_commit": _commit(), **describe(params), **s, "runs": runs}
+    payload = json.loads(args.out.read_text()) if args.out.exists() else {}
+    payload.setdefault("ablations", {})[key] = entry
+    write_results(args.out, payload)
+    return s
+
+
+def describe(params) -> dict:
+    return {
         "question": "The single all-features model fell below the standard recipe on text-only data (SMS, "
                     "smishing) while winning clearly on demo and card. Does averaging it with a model on the "
                     "character n-grams alone (the standard recipe's features), equal weights, same folds and C, "
@@ -154,12 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         "noise": "5%, 3 noise models x 5 seeds (1-5) x 4 data sets, same records and flips for all four detectors",
         "rule": "selection_rule above: a variant qualifies only if its mean F1 over seeds is >= the standard "
                 "recipe's in every cell",
-        **s,
-        "runs": runs,
     }
-    payload = json.loads(args.out.read_text()) if args.out.exists() else {}
-    payload.setdefault("ablations", {})["two_model_average"] = entry
-    write_results(args.out, payload)
+
+
+def main(argv: list[str] | None = None) -> int:
+    s = run_ablation(argv, __doc__.splitlines()[0], "two_model_average", run_dataset, summarize, describe)
     print(json.dumps({k: s[k] for k in ("cells_below_standard", "worst_case_f1_minus_standard")}, indent=1))
     return 0
 
