@@ -27,8 +27,8 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.ablation_quality_views import noisy_runs, run_ablation
-from benchmarks.bench_label_noise import NOISE, prf, standard_recipe
+from benchmarks.ablation_quality_views import cells_at_5pct, cells_below_standard, noisy_runs, run_ablation
+from benchmarks.bench_label_noise import prf, standard_recipe
 from pipeline.quality.issues import find_issues
 
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
@@ -86,30 +86,9 @@ def run_dataset(work: Path, name: str, params) -> list[dict]:
     return runs
 
 
-def _mean(xs: list) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return round(float(np.mean(xs)), 4) if xs else None
-
-
 def summarize(runs: list[dict]) -> dict:
-    table: dict = {}
-    diag: dict = {}
-    for d in sorted({r["data"] for r in runs}):
-        for nz in NOISE:
-            rs = [r for r in runs if r["data"] == d and r["noise"] == nz]
-            if not rs:
-                continue
-            cell = {"seeds": [r["seed"] for r in rs]}
-            for det in DETECTORS:
-                cell[det] = {m: {"mean": _mean([r[det][m] for r in rs]),
-                                 "sd": round(float(np.std([r[det][m] for r in rs], ddof=1)), 4) if len(rs) > 1 else None}
-                             for m in ("precision", "recall", "f1")}
-            for det in DETECTORS[:-1]:
-                cell[f"{det}_f1_minus_standard"] = round(cell[det]["f1"]["mean"] - cell["standard"]["f1"]["mean"], 4)
-            table.setdefault(d, {})[nz] = cell
-            diag.setdefault(d, {})[nz] = {k: _mean([r[k] for r in rs]) for k in DIAGNOSTICS}
-    below = {det: [f"{d}/{nz} ({c[f'{det}_f1_minus_standard']:+.4f})" for d, byn in table.items()
-                   for nz, c in byn.items() if c[f"{det}_f1_minus_standard"] < 0] for det in DETECTORS[:-1]}
+    table, diag = cells_at_5pct(runs, DETECTORS, DIAGNOSTICS)
+    below = cells_below_standard(table, DETECTORS[:-1])
     bar = ("uniform", "class_conditional")  # where issue 22 asks for precision and recall >= 0.85
     no_rule = [f"{d}/{nz} ({dg['bound_precision_at_recall_085']:.3f})" for d, byn in diag.items()
                for nz, dg in byn.items() if nz in bar and (dg["bound_precision_at_recall_085"] or 0) < 0.85]

@@ -102,23 +102,42 @@ def run_dataset(work: Path, name: str, params) -> list[dict]:
     return runs
 
 
-def summarize(runs: list[dict]) -> dict:
+def cells_at_5pct(runs: list[dict], detectors: tuple[str, ...], extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Per data set and noise model: each detector's mean and sd of precision / recall / F1 over seeds, its F1 minus
+    the standard recipe's (every detector but the last, `standard`), and the mean of each per-run figure in `extra`
+    (None values skipped). Returns (table, extra_means)."""
+    def mean(xs: list) -> float | None:
+        xs = [x for x in xs if x is not None]
+        return round(float(np.mean(xs)), 4) if xs else None
+
     table: dict = {}
+    means: dict = {}
     for d in sorted({r["data"] for r in runs}):
         for nz in NOISE:
             rs = [r for r in runs if r["data"] == d and r["noise"] == nz]
             if not rs:
                 continue
             cell = {"seeds": [r["seed"] for r in rs]}
-            for det in DETECTORS:
-                cell[det] = {m: {"mean": round(float(np.mean([r[det][m] for r in rs])), 4),
+            for det in detectors:
+                cell[det] = {m: {"mean": mean([r[det][m] for r in rs]),
                                  "sd": round(float(np.std([r[det][m] for r in rs], ddof=1)), 4) if len(rs) > 1 else None}
                              for m in ("precision", "recall", "f1")}
-            for det in DETECTORS[:3]:
+            for det in detectors[:-1]:
                 cell[f"{det}_f1_minus_standard"] = round(cell[det]["f1"]["mean"] - cell["standard"]["f1"]["mean"], 4)
             table.setdefault(d, {})[nz] = cell
-    below = {det: [f"{d}/{nz} ({c[f'{det}_f1_minus_standard']:+.4f})" for d, byn in table.items()
-                   for nz, c in byn.items() if c[f"{det}_f1_minus_standard"] < 0] for det in DETECTORS[:3]}
+            if extra:
+                means.setdefault(d, {})[nz] = {k: mean([r[k] for r in rs]) for k in extra}
+    return table, means
+
+
+def cells_below_standard(table: dict, detectors: tuple[str, ...]) -> dict[str, list[str]]:
+    return {det: [f"{d}/{nz} ({c[f'{det}_f1_minus_standard']:+.4f})" for d, byn in table.items()
+                  for nz, c in byn.items() if c[f"{det}_f1_minus_standard"] < 0] for det in detectors}
+
+
+def summarize(runs: list[dict]) -> dict:
+    table, _ = cells_at_5pct(runs, DETECTORS)
+    below = cells_below_standard(table, DETECTORS[:3])
     worst = {det: min(((f"{d}/{nz}", c[f"{det}_f1_minus_standard"]) for d, byn in table.items()
                        for nz, c in byn.items()), key=lambda t: t[1]) for det in DETECTORS[:3]}
     return {"table_at_5pct": table, "cells_below_standard": below,
