@@ -272,6 +272,20 @@ class SplitParams(_Section):
     # test keep them, so evaluation stays on the data as it came in); keep = train on them too
     train_flagged: Literal["keep", "drop"] = Field(
         "drop", description="records the quality stage flagged: drop = left out of train only; keep = train on them")
+    # issue 21: per-segment evaluation (compress.segments) needs these beside the text in the split parquet files;
+    # they are never model inputs and stay out of the DatasetDict; columns a data set lacks are skipped
+    segment_columns: list[str] = Field(
+        default_factory=lambda: ["channel", "amount", "iban_country", "card_bin_country", "phone_country"],
+        description="structured, non-identifying record columns the split parquet files keep for per-segment "
+                    "evaluation (never model inputs); absent ones are skipped")
+
+    @model_validator(mode="after")
+    def _segment_columns(self) -> "SplitParams":
+        core = {"record_id", "source", "group_id", "text", "label", "quality_flag", "weight"}
+        bad = [c for c in self.segment_columns if c in core or not c.strip()]
+        if bad:
+            raise ValueError(f"split.segment_columns: {bad} are core columns (or empty), not segment columns")
+        return self
 
 
 Threads = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
@@ -347,6 +361,24 @@ class CompressParams(_Section):
     distill_alpha: float = Field(0.5, ge=0, le=1, description="weight of the KL term; 1 - alpha on hard labels")
     onnx_opset: int = Field(17, ge=17, description="ONNX opset")
     keep_variants: bool = Field(False, description="keep every variant folder in out/variants/ (else chosen/ only)")
+    # issue 21: PR-AUC and recall at the shipped threshold per segment of the test split, with bootstrap intervals;
+    # source | region (account country: iban_country, else card_bin_country, else phone_country) | amount_band
+    # (compress.amount_bands, in the record's own currency) | any column of split.segment_columns
+    segments: list[str] = Field(default_factory=lambda: ["source", "channel", "region", "amount_band"],
+                                description="test-split segmentations of the chosen variant's evaluation: source, "
+                                            "region, amount_band or a column of split.segment_columns")
+    amount_bands: list[PositiveFloat] = Field(default_factory=lambda: [50.0, 250.0, 1000.0],
+                                              description="amount band edges for the amount_band segments "
+                                                          "(increasing; the record's own currency)")
+
+    @model_validator(mode="after")
+    def _bands(self) -> "CompressParams":
+        b = list(self.amount_bands)
+        if any(x >= y for x, y in zip(b, b[1:])):
+            raise ValueError(f"compress.amount_bands must be strictly increasing, got {b}")
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError(f"compress.segments lists a segmentation twice: {self.segments}")
+        return self
 
 
 class PredictParams(_Section):

@@ -497,7 +497,11 @@ class CompressMetrics(StageMetrics):
     router: Optional[dict[str, Any]] = None
     versus_baseline: Optional[dict[str, Any]] = None
     true_labels: Optional[dict[str, Any]] = None
-    segments: Optional[dict[str, Any]] = None
+    segments: Optional[dict[str, Any]] = None  # per source (the first form; kept)
+    # per segmentation of compress.segments: {split, variant, threshold, overall_recall, dimensions: {source|channel|
+    # region|amount_band|...: {segments: {value: {n, n_fraud, pr_auc, pr_auc_ci, recall, recall_ci,
+    # recall_below_overall}}, warnings}}, skipped: {segmentation: reason}}
+    segments_by: Optional[dict[str, Any]] = None
     warnings: list[str] = Field(default_factory=list)
     hf_loading_check: Optional[dict[str, Any]] = None
 

@@ -240,6 +240,8 @@ def run_split(inp: Path, out: Path, params: Params) -> dict:
     params_digest = params.digest()
     data_version = hashlib.sha256(f"{input_sha}:{params_digest}".encode()).hexdigest()[:16]
     columns = OUTPUT_COLUMNS + (["weight"] if p.rebalance == "class_weight" else [])
+    # per-segment evaluation columns (issue 21): in the parquet files only, never in the DatasetDict the model reads
+    columns += [c for c in p.segment_columns if c in data.columns and c not in columns]
     frames = {}
     for name in SPLITS:
         f = parts[name]

@@ -90,7 +90,7 @@ def test_paths_declared_once(dvc_doc, params_doc):
 
 
 # the only settings a stage reads from another stage's section (named key by key, never a whole section)
-CROSS_SECTION = {"compress": {"predict.target_precision"}}
+CROSS_SECTION = {"compress": {"predict.target_precision", "split.segment_columns"}}
 
 
 def test_stage_params_sections_exist(dvc_doc):

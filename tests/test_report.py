@@ -83,7 +83,8 @@ def _no_signing_env(monkeypatch):
 # --------------------------------------------------------------------------------------- model stage outputs
 
 
-def write_model_outputs(data: Path, floor_met: bool = True, val: Optional[dict] = None) -> None:
+def write_model_outputs(data: Path, floor_met: bool = True, val: Optional[dict] = None,
+                        segments_by: Optional[dict] = None) -> None:
     """train / compress outputs in pipeline/train's formats (trainer.py, compress.py); the weights are stand-ins.
     `val`: {variant: validation PR-AUC} and the rule chose on validation (as compress does); else test only."""
     lora, comp = data / "06_models" / "lora", data / "06_models" / "compressed"
@@ -124,7 +125,8 @@ def write_model_outputs(data: Path, floor_met: bool = True, val: Optional[dict] 
              "versus_baseline_true": {"variant": "onnx_int8", "baseline": "tfidf_lr",
                                       "pr_auc": {"diff": 0.12, "ci_low": 0.031, "ci_high": 0.2}}}
     write_metrics(comp, CompressMetrics(variants=variants, chosen="onnx_int8", reference="fp32", baseline="tfidf_lr",
-                                        pr_auc_budget=0.01, chosen_rule=rule, stage_time_s=3.0, true_labels=truth))
+                                        pr_auc_budget=0.01, chosen_rule=rule, stage_time_s=3.0, true_labels=truth,
+                                        segments_by=segments_by))
     write_json(comp / "ledger.json", {"stage": "compress", "balanced": True, "sources": {}})
 
 
@@ -297,6 +299,36 @@ def test_verdict_is_not_pass_when_the_baseline_beats_the_model(demo_run, tmp_pat
     glance = html[html.index('id="summary"'):html.index('id="run"')]
     assert "model.beats_baseline" in glance and "WARN" in glance and "0.684" in glance
     assert read_json(out / "metrics.json")["overall"] != "pass"
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_a_segment_with_recall_significantly_below_the_overall_is_a_warning(demo_run, tmp_path, below):
+    """issue 21: compress's per-segment evaluation reaches the verdict: a segment (here amount band >=1000) whose
+    test recall interval lies below the overall recall is a WARN naming it, never hidden; none is a pass."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_run["data"], data, ignore=shutil.ignore_patterns("reports"))
+    seg = lambda n, f, r, lo, hi, b: {"n": n, "n_fraud": f, "pr_auc": 0.7, "pr_auc_ci": [0.5, 0.9], "recall": r,  # noqa: E731
+                                      "recall_ci": [lo, hi], "recall_below_overall": b}
+    segments_by = {"split": "test", "variant": "onnx_int8", "threshold": 0.41, "overall_recall": 0.58, "skipped": {},
+                   "dimensions": {
+                       "source": {"segments": {"chats": seg(40, 4, 0.75, 0.5, 1.0, False),
+                                               "transactions": seg(50, 3, 0.6, 0.3, 1.0, False)}, "warnings": []},
+                       "amount_band": {"segments": {"<50": seg(60, 3, 0.67, 0.33, 1.0, False),
+                                                    ">=1000": seg(30, 4, 0.1 if below else 0.5, 0.0,
+                                                                  0.25 if below else 0.9, below)},
+                                       "warnings": []}}}
+    write_model_outputs(data, segments_by=segments_by)
+    out = data / "reports"
+    run_report(out=out, params=_params(data))
+    report = read_json(out / "report.json")
+    check = next(c for c in report["checks"] if c["id"] == "model.segment_recall_not_below_overall")
+    assert check["passed"] is (not below) and check["severity"] == "warning"
+    assert "(amount_band, source; overall 0.58)" in check["detail"]
+    if below:
+        assert "amount_band=>=1000 (recall 0.1, 95% interval 0.0-0.25, 4 fraud)" in check["detail"]
+        assert report["sections"]["model"]["status"] == "warning" and report["summary"]["overall"] != "pass"
+    else:
+        assert "no segment is significantly below the overall" in check["detail"]
 
 
 @pytest.mark.parametrize("val_drop, passes", [(0.004, True), (0.03, False)])

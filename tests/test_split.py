@@ -224,6 +224,11 @@ def test_end_to_end_on_demo(small_demo, tmp_path):
     assert s["upstream_gate"]["key_fingerprint"] == q["upstream_gate"]["key_fingerprint"]
     dd = load_from_disk(str(tmp_path / "05" / "dataset"))
     assert dd["train"].features["label"].names == ["legit", "fraud"]
+    # the per-segment evaluation columns (split.segment_columns) travel in the parquet files, never to the model
+    t = pd.read_parquet(tmp_path / "05" / "test.parquet")
+    assert {"channel", "amount", "iban_country", "phone_country"} <= set(t.columns)
+    assert t["amount"].notna().any() and t["channel"].notna().any()
+    assert not {"channel", "amount", "iban_country"} & set(dd["test"].column_names)
     # no raw value from the demo's PII ground truth appears in any quality or split output table
     import json
 

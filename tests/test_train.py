@@ -54,6 +54,16 @@ def make_splits(folder: Path, n_train: int = 48, n_eval: int = 24, gate: dict | 
     dd = DatasetDict({k: Dataset.from_list(v, features=feats) for k, v in parts.items()})
     folder.mkdir(parents=True, exist_ok=True)
     dd.save_to_disk(str(folder / "dataset"))
+    # the split stage's test.parquet carries the per-segment evaluation columns (split.segment_columns)
+    import pandas as pd
+
+    rng = random.Random(4)
+    test = pd.DataFrame(parts["test"])
+    test["channel"] = [rng.choice(["pos", "online"]) if s == "transactions" else None for s in test["source"]]
+    test["amount"] = [round(rng.uniform(5, 2000), 2) if s == "transactions" else None for s in test["source"]]
+    test["iban_country"] = [rng.choice(["GB", "DE", None]) for _ in range(len(test))]
+    test["phone_country"] = [rng.choice(["US", None]) for _ in range(len(test))]
+    test.to_parquet(folder / "test.parquet", index=False)
     gate = {"passed": True, "key_fingerprint": "abc123def456", "residual": {}} if gate is None else gate
     (folder / "metrics.json").write_text(json.dumps({"upstream_gate": gate}))
     (folder / "provenance.json").write_text(json.dumps({"stage": "split", "gate": gate}))  # the gate passport
@@ -155,6 +165,35 @@ def test_metrics_helpers():
     assert 0.5 < t < 0.51 and m["recall"] == pytest.approx(18 / 20) and m["precision"] == 1.0 and m["pr_auc"] > 0.9
     assert recall_at_fpr(y, p, 0.01) == pytest.approx(18 / 20)
     assert binary_metrics(np.zeros(5, int), np.zeros(5), 0.5)["pr_auc"] is None
+
+
+def test_segment_values_and_warnings():
+    """issue 21: segments by source, a column, region (account country, else card, else phone) and amount band;
+    a segmentation without data is skipped with its reason; a segment whose recall interval lies below the overall
+    recall is warned about, named with its segmentation."""
+    from pipeline.train.metrics import NO_VALUE, amount_band, segment_metrics, segment_values
+
+    assert [amount_band(x, [50, 250, 1000]) for x in (0, 50, 249.99, 250, 1000, 5e6, None, "n/a", float("nan"))] == \
+        ["<50", "50-250", "50-250", "250-1000", ">=1000", ">=1000", NO_VALUE, NO_VALUE, NO_VALUE]
+    cols = {"amount": [10.0, None, 300.0, 2000.0], "channel": ["pos", None, "chat", "pos"],
+            "iban_country": [None, "GB", None, "DE"], "card_bin_country": [None, None, "FR", "IT"],
+            "phone_country": ["US", "US", "US", None], "rule": [None, None, None, None]}
+    vals, skipped = segment_values(cols, ["source", "channel", "region", "amount_band", "rule", "merchant"],
+                                   [50, 250, 1000], ["tx", "chats", "tx", "tx"])
+    assert vals == {"source": ["tx", "chats", "tx", "tx"], "channel": ["pos", NO_VALUE, "chat", "pos"],
+                    "region": ["US", "GB", "FR", "DE"], "amount_band": ["<50", NO_VALUE, "250-1000", ">=1000"]}
+    assert set(skipped) == {"rule", "merchant"} and "no test record" in skipped["rule"]
+    assert set(segment_values({}, ["region", "amount_band"], [50], ["a"])[1]) == {"region", "amount_band"}
+
+    y = np.array([1] * 20 + [0] * 80 + [1] * 20 + [0] * 80)
+    p = np.concatenate([np.full(20, 0.9), np.full(80, 0.1), np.full(20, 0.2), np.full(80, 0.1)])
+    p[120:130] = 0.05  # segment b: fraud scored at or below its legit records
+    seg = ["a"] * 100 + ["b"] * 100
+    r = segment_metrics(y, p, seg, 0.5, n_boot=200, seed=1, dimension="channel")
+    assert r["overall_recall"] == 0.5 and r["segments"]["a"]["recall"] == 1.0 and r["segments"]["b"]["recall"] == 0.0
+    assert r["segments"]["b"]["recall_below_overall"] and not r["segments"]["a"]["recall_below_overall"]
+    assert r["warnings"] == [w for w in r["warnings"] if w.startswith("segment channel=b: recall 0.000")] != []
+    assert segment_metrics(y, p, seg, 0.5, n_boot=50)["warnings"][0].startswith("segment b: ")
 
 
 def test_qlora_falls_back_on_cpu():
@@ -285,6 +324,20 @@ def test_compress_end_to_end(trained, splits, tmp_path):
     assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
     # the int8 artifact round-trips from disk
     assert load_variant(out / "variants" / "int8").predict_proba(["hello"]).shape == (1,)
+    # per-segment evaluation of the chosen variant on test (issue 21): every configured segmentation, each one
+    # partitioning the test split; the model card and variant.json carry them
+    sb = saved["segments_by"]
+    assert set(sb["dimensions"]) == {"source", "channel", "region", "amount_band"} and sb["skipped"] == {}
+    n_test = saved["n_test"]
+    for dim, block in sb["dimensions"].items():
+        assert sum(r["n"] for r in block["segments"].values()) == n_test, dim
+    assert sb["dimensions"]["source"]["segments"] == saved["segments"]["segments"]  # the per-source form, kept
+    assert set(sb["dimensions"]["channel"]["segments"]) <= {"pos", "online", "(none)"}
+    assert set(sb["dimensions"]["region"]["segments"]) <= {"GB", "DE", "US", "(none)"}
+    card = (out / "chosen" / "README.md").read_text()
+    assert "Per channel on test" in card and "Per amount band on test" in card and "| >=1000 |" in card
+    assert json.loads((out / "chosen" / "variant.json").read_text())["segments_by"]["dimensions"].keys() == \
+        sb["dimensions"].keys()
 
 
 def test_compress_refuses_other_dataset(trained, tmp_path):

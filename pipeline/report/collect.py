@@ -820,6 +820,34 @@ def _variants(cm: CompressMetrics) -> list[dict[str, Any]]:
     return rows
 
 
+_SEGMENT_NAME = re.compile(r"[^A-Za-z0-9_.:/+\- <>=()]")
+
+
+def _segment_check(cm: CompressMetrics, checks: Checks) -> None:
+    """compress's per-segment evaluation (source, channel, region, amount band ...): a warning when the shipped
+    model's test recall in some segment is significantly below its overall recall (segment names are data values:
+    reduced to a short safe alphabet)."""
+    sb = cm.segments_by if isinstance(cm.segments_by, dict) else {}
+    dims = sb.get("dimensions") if isinstance(sb.get("dimensions"), dict) else {}
+    if not dims:
+        return
+    below = []
+    for dim, block in dims.items():
+        for name, r in ((block or {}).get("segments") or {}).items():
+            if isinstance(r, dict) and r.get("recall_below_overall") is True:
+                ci = r.get("recall_ci") or [None, None]
+                below.append(f"{_SEGMENT_NAME.sub('', str(dim))[:32]}={_SEGMENT_NAME.sub('', str(name))[:40]} "
+                             f"(recall {clean_number(r.get('recall'))}, 95% interval {clean_number(ci[0])}-"
+                             f"{clean_number(ci[1])}, {clean_number(r.get('n_fraud'))} fraud)")
+    names = ", ".join(_SEGMENT_NAME.sub("", str(d))[:32] for d in dims)
+    checks.add("model", "model.segment_recall_not_below_overall", not below,
+               f"test recall at the shipped threshold per segment ({names}; overall "
+               f"{clean_number(sb.get('overall_recall'))}): "
+               + ("no segment is significantly below the overall" if not below
+                  else "significantly below the overall in " + "; ".join(below)),
+               severity="warning")
+
+
 def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -> dict:
     from pipeline.io import sha256_tree
 
@@ -902,6 +930,7 @@ def model_section(stages: dict[str, StageDir], params: Params, checks: Checks) -
                           "shipped model"),
                        severity="warning", figure=compression["chosen_rule_pr_auc"],
                        target=f">= {compression['baseline_pr_auc']} (baseline)")
+        _segment_check(cm, checks)
     return _section("model", checks.status("model"), config=config, training_data=training, metrics=metrics,
                     compression=compression, model_card=lora.file("model_card.md") is not None,
                     stage_metrics={**{f"train.{k}": v for k, v in numeric_leaves(m).items()},

@@ -45,6 +45,7 @@ from pipeline.train.metrics import (
     router_band,
     router_metrics,
     segment_metrics,
+    segment_values,
 )
 from pipeline.train.resources import resolve_threads
 from pipeline.train.textproc import PLACEHOLDER_HANDLING
@@ -442,6 +443,7 @@ def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[st
     comparison = _versus_baseline(crow, scores, va, te, cp.bootstrap, params.seed)
     truth = _true_label_eval(params, splits, te, scores, rows, crow, cp.bootstrap)
     segments = segment_metrics(te.labels, scores[chosen][1], te.sources, crow["threshold"], cp.bootstrap, params.seed)
+    segments_by = _segments_by(params, splits, te, scores[chosen][1], crow["threshold"], chosen, segments)
     warnings_: list[str] = []
     if rule.get("baseline_beats_all"):
         warnings_.append("the TF-IDF baseline's validation PR-AUC is above every SLM variant's: the 1 MB baseline "
@@ -449,6 +451,9 @@ def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[st
     elif rule.get("floor_met") is False:
         warnings_.append("no eligible variant reaches the TF-IDF baseline's validation PR-AUC; shipped the best one")
     warnings_.extend(segments["warnings"])
+    for dim, r in segments_by["dimensions"].items():
+        if dim != "source":
+            warnings_.extend(r["warnings"])
     if comparison.get("test", {}).get("pr_auc", {}).get("significant_below"):
         warnings_.append("on test, the chosen variant's PR-AUC is significantly below the baseline's")
     anon = anonymizer_settings(params)
@@ -463,7 +468,7 @@ def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[st
                                                   "recall_at_1pct_fpr")} | {"router": crow["router"]["test"]}},
         "versus_baseline": comparison, "chosen_rule": {k: rule[k] for k in ("chosen_on", "floor_met",
                                                                              "baseline_beats_all") if k in rule},
-        "segments": {"by": "source", "split": "test", **segments},
+        "segments": {"by": "source", "split": "test", **segments}, "segments_by": segments_by,
         "warnings": warnings_, "params_digest": params.digest(), "fraudslm_predict": "fraudslm predict --model DIR",
     }
     with atomic_dir(out / "chosen") as tmp:
@@ -523,6 +528,7 @@ def _run_compress(inp: Path, splits: Path, out: Path, params: Params) -> dict[st
         "versus_baseline": comparison,
         "true_labels": truth,
         "segments": {"by": "source", "split": "test", "variant": chosen, **segments},
+        "segments_by": segments_by,
         "warnings": warnings_,
         "hf_loading_check": hf_check,
         "threads": threads,
@@ -606,6 +612,35 @@ def _versus_baseline(crow: dict[str, Any], scores: dict[str, tuple[np.ndarray, n
             "pr_auc": paired_bootstrap(sd.labels, scores[name][k], scores[BASELINE][k], n_boot, seed),
             "f1": paired_bootstrap_f1(sd.labels, scores[name][k], thr_c, scores[BASELINE][k], thr_b, n_boot, seed),
         }
+    return out
+
+
+def _segments_by(params: Params, splits: Path, te, p: np.ndarray, threshold: float, chosen: str,
+                 by_source: dict[str, Any]) -> dict[str, Any]:
+    """The chosen variant on test per segment, for every segmentation in `compress.segments` (source, channel,
+    region, amount band ...): the segment columns come from the split's test.parquet (split.segment_columns), matched
+    by record_id; a segmentation without data is listed under `skipped` with the reason."""
+    import pandas as pd
+
+    cp = params.compress
+    cols: dict[str, list[Any]] = {}
+    path = splits / "test.parquet"
+    if path.is_file():
+        import pyarrow.parquet as pq
+
+        have = set(pq.read_schema(path).names)
+        want = [c for c in params.split.segment_columns if c in have]
+        if want:
+            f = pd.read_parquet(path, columns=["record_id", *want]).drop_duplicates("record_id").set_index("record_id")
+            f = f.reindex(te.record_ids)
+            cols = {c: f[c].astype(object).where(f[c].notna(), None).tolist() for c in want}
+    values, skipped = segment_values(cols, list(cp.segments), list(cp.amount_bands), list(te.sources))
+    out: dict[str, Any] = {"split": "test", "variant": chosen, "threshold": float(threshold),
+                           "overall_recall": by_source.get("overall_recall"), "dimensions": {}, "skipped": skipped}
+    for dim, vals in values.items():
+        r = by_source if dim == "source" else segment_metrics(te.labels, p, vals, threshold, cp.bootstrap, params.seed,
+                                                             dimension=dim)
+        out["dimensions"][dim] = {"segments": r["segments"], "warnings": r["warnings"]}
     return out
 
 
@@ -748,16 +783,23 @@ def chosen_model_card(crow: dict[str, Any], rule: dict[str, Any], ship: dict[str
         lines += [f"Against the ground truth (demo; test records with a true label): chosen minus baseline PR-AUC "
                   f"{f(d['diff'], 4)} [{f(d['ci_low'], 4)}, {f(d['ci_high'], 4)}] (paired bootstrap 95%).", ""]
     seg = ship.get("segments") or {}
-    if seg.get("segments"):
-        lines += [f"Per source on test (recall at the threshold; 95% bootstrap intervals; overall recall "
-                  f"{f(seg.get('overall_recall'))}):", "", "| source | records | fraud | PR-AUC | recall |",
+    dims = (ship.get("segments_by") or {}).get("dimensions") or ({"source": seg} if seg.get("segments") else {})
+    for dim, block in dims.items():
+        if not block.get("segments"):
+            continue
+        word = dim.replace("_", " ")
+        lines += [f"Per {word} on test (recall at the threshold; 95% bootstrap intervals; overall recall "
+                  f"{f(seg.get('overall_recall'))}):", "", f"| {word} | records | fraud | PR-AUC | recall |",
                   "| --- | --- | --- | --- | --- |"]
-        for name, r in seg["segments"].items():
+        for name, r in block["segments"].items():
             pr = f"{f(r['pr_auc'])} [{f(r['pr_auc_ci'][0])}, {f(r['pr_auc_ci'][1])}]" if "pr_auc" in r else "n/a"
             rc = (f"{f(r['recall'])} [{f(r['recall_ci'][0])}, {f(r['recall_ci'][1])}]"
                   + (" **below overall**" if r.get("recall_below_overall") else "")) if "recall" in r else "n/a"
             lines.append(f"| {name} | {r['n']} | {r['n_fraud']} | {pr} | {rc} |")
         lines.append("")
+    skipped = (ship.get("segments_by") or {}).get("skipped") or {}
+    if skipped:
+        lines += ["Segmentations not evaluated: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + ".", ""]
     if rule.get("baseline_beats_all"):
         lines += ["**WARNING: the TF-IDF baseline beats every SLM variant on validation PR-AUC.** The 1 MB baseline "
                   "would serve this data better; this folder ships the best SLM variant anyway.", ""]

@@ -209,10 +209,11 @@ def router_metrics(y: np.ndarray, p: np.ndarray, band: dict[str, Any]) -> dict[s
 
 
 def segment_metrics(y: np.ndarray, p: np.ndarray, segments: list[str], threshold: float, n_boot: int = 1000,
-                    seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+                    seed: int = 0, level: float = 0.95, dimension: Optional[str] = None) -> dict[str, Any]:
     """Per segment (e.g. source): PR-AUC and recall at the shipped threshold with class-stratified bootstrap
     intervals; `recall_below_overall` warns when the segment's recall interval lies wholly below the overall
-    recall. Segments without both classes get counts only."""
+    recall. Segments without both classes get counts only. `dimension` names the segmentation in the warnings
+    ("segment channel=online: ..."); without it they name the segment alone (the per-source form)."""
     y = np.asarray(y, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
     seg = np.asarray(segments)
@@ -234,7 +235,70 @@ def segment_metrics(y: np.ndarray, p: np.ndarray, segments: list[str], threshold
                         "recall_ci": [round(float(np.quantile(recs, a)), 6), round(float(np.quantile(recs, 1 - a)), 6)]})
             row["recall_below_overall"] = bool(overall_recall is not None and row["recall_ci"][1] < overall_recall)
         out["segments"][s] = row
-    out["warnings"] = [f"segment {s}: recall {r['recall']:.3f} (95% interval {r['recall_ci'][0]:.3f}-"
+    out["warnings"] = [f"segment {dimension + '=' if dimension else ''}{s}: recall {r['recall']:.3f} (95% interval "
+                       f"{r['recall_ci'][0]:.3f}-"
                        f"{r['recall_ci'][1]:.3f}) is significantly below the overall {overall_recall:.3f}"
                        for s, r in out["segments"].items() if r.get("recall_below_overall")]
     return out
+
+
+# per-segment evaluation (issue 21): the segmentations besides `source`
+REGION_COLUMNS = ("iban_country", "card_bin_country", "phone_country")  # account country first, then card, phone
+NO_VALUE = "(none)"  # a record without the segment's column value (e.g. a chat has no amount)
+
+
+def amount_band(amount: Any, edges: list[float]) -> str:
+    """"<50", "50-250", ..., ">=1000" for edges [50, 250, 1000]; NO_VALUE for a missing or non-numeric amount."""
+    try:
+        a = float(amount)
+    except (TypeError, ValueError):
+        return NO_VALUE
+    if not np.isfinite(a):
+        return NO_VALUE
+    fmt = lambda x: f"{x:g}"  # noqa: E731
+    for i, e in enumerate(edges):
+        if a < e:
+            return f"<{fmt(e)}" if i == 0 else f"{fmt(edges[i - 1])}-{fmt(e)}"
+    return f">={fmt(edges[-1])}"
+
+
+def segment_values(columns: dict[str, list[Any]], dims: list[str], edges: list[float],
+                   sources: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The segment of every record for each segmentation in `dims`, from the record columns `columns` (aligned with
+    `sources`): `source`, `region` (the first of REGION_COLUMNS with a value), `amount_band` (from `amount`) or any
+    column by name. Returns (values per segmentation, skipped segmentations with the reason): a segmentation is
+    skipped when its column is absent or no record has a value."""
+
+    def present(v: Any) -> bool:
+        return v is not None and not (isinstance(v, float) and not np.isfinite(v)) and str(v).strip() != ""
+
+    n = len(sources)
+    out: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for dim in dims:
+        if dim == "source":
+            vals = [str(s) for s in sources]
+        elif dim == "region":
+            have = [c for c in REGION_COLUMNS if c in columns]
+            if not have:
+                skipped[dim] = f"no {' / '.join(REGION_COLUMNS)} column in the test split"
+                continue
+            vals = []
+            for i in range(n):
+                v = next((columns[c][i] for c in have if present(columns[c][i])), None)
+                vals.append(str(v) if v is not None else NO_VALUE)
+        elif dim == "amount_band":
+            if "amount" not in columns:
+                skipped[dim] = "no amount column in the test split"
+                continue
+            vals = [amount_band(columns["amount"][i], edges) for i in range(n)]
+        else:
+            if dim not in columns:
+                skipped[dim] = f"no {dim} column in the test split (split.segment_columns)"
+                continue
+            vals = [str(v) if present(v) else NO_VALUE for v in columns[dim]]
+        if all(v == NO_VALUE for v in vals):
+            skipped[dim] = f"no test record has a {dim} value"
+            continue
+        out[dim] = vals
+    return out, skipped
