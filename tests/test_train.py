@@ -194,6 +194,15 @@ def test_segment_values_and_warnings():
     assert r["segments"]["b"]["recall_below_overall"] and not r["segments"]["a"]["recall_below_overall"]
     assert r["warnings"] == [w for w in r["warnings"] if w.startswith("segment channel=b: recall 0.000")] != []
     assert segment_metrics(y, p, seg, 0.5, n_boot=50)["warnings"][0].startswith("segment b: ")
+    # recall's interval is Wilson's: 0 of 20 caught reaches about 0.16, and one missed fraud record alone is never
+    # "significantly below" (a bootstrap interval would collapse to [0, 0] there)
+    assert r["segments"]["b"]["recall_ci"] == [0.0, pytest.approx(0.161, abs=1e-3)]
+    assert r["segments"]["a"]["recall_ci"] == [pytest.approx(0.839, abs=1e-3), 1.0]
+    y1 = np.array([1] * 20 + [0] * 80 + [1, 0, 0])
+    p1 = np.concatenate([np.full(10, 0.9), np.full(10, 0.2), np.full(80, 0.1), [0.1, 0.05, 0.05]])  # overall ~0.48
+    r1 = segment_metrics(y1, p1, ["a"] * 100 + ["c"] * 3, 0.5, n_boot=50)
+    assert r1["segments"]["c"]["recall"] == 0.0 and r1["segments"]["c"]["recall_ci"][1] > 0.75
+    assert not r1["segments"]["c"]["recall_below_overall"] and r1["warnings"] == []
 
 
 def test_qlora_falls_back_on_cpu():

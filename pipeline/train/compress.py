@@ -788,8 +788,8 @@ def chosen_model_card(crow: dict[str, Any], rule: dict[str, Any], ship: dict[str
         if not block.get("segments"):
             continue
         word = dim.replace("_", " ")
-        lines += [f"Per {word} on test (recall at the threshold; 95% bootstrap intervals; overall recall "
-                  f"{f(seg.get('overall_recall'))}):", "", f"| {word} | records | fraud | PR-AUC | recall |",
+        lines += [f"Per {word} on test (recall at the threshold, 95% Wilson interval; PR-AUC, 95% bootstrap "
+                  f"interval; overall recall {f(seg.get('overall_recall'))}):", "", f"| {word} | records | fraud | PR-AUC | recall |",
                   "| --- | --- | --- | --- | --- |"]
         for name, r in block["segments"].items():
             pr = f"{f(r['pr_auc'])} [{f(r['pr_auc_ci'][0])}, {f(r['pr_auc_ci'][1])}]" if "pr_auc" in r else "n/a"

@@ -210,10 +210,12 @@ def router_metrics(y: np.ndarray, p: np.ndarray, band: dict[str, Any]) -> dict[s
 
 def segment_metrics(y: np.ndarray, p: np.ndarray, segments: list[str], threshold: float, n_boot: int = 1000,
                     seed: int = 0, level: float = 0.95, dimension: Optional[str] = None) -> dict[str, Any]:
-    """Per segment (e.g. source): PR-AUC and recall at the shipped threshold with class-stratified bootstrap
-    intervals; `recall_below_overall` warns when the segment's recall interval lies wholly below the overall
-    recall. Segments without both classes get counts only. `dimension` names the segmentation in the warnings
-    ("segment channel=online: ..."); without it they name the segment alone (the per-source form)."""
+    """Per segment (e.g. source): PR-AUC with a class-stratified bootstrap interval, and recall at the shipped
+    threshold with a 95% Wilson score interval (recall is the share of the segment's fraud records caught, and
+    segments hold few of them: a bootstrap interval collapses to a point for one fraud record, which would make any
+    miss "significant"); `recall_below_overall` warns when the segment's recall interval lies wholly below the
+    overall recall. Segments without both classes get counts only. `dimension` names the segmentation in the
+    warnings ("segment channel=online: ..."); without it they name the segment alone (the per-source form)."""
     y = np.asarray(y, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
     seg = np.asarray(segments)
@@ -227,12 +229,12 @@ def segment_metrics(y: np.ndarray, p: np.ndarray, segments: list[str], threshold
         if _both_classes(ys):
             idx = bootstrap_indices(ys.size, n_boot, seed, ys)
             aps = np.array([average_precision_fast(ys[i], ps[i]) for i in idx])
-            recs = np.array([(ps[i][ys[i] == 1] >= threshold).mean() for i in idx])
-            rec = float((ps[ys == 1] >= threshold).mean())
+            caught = int((ps[ys == 1] >= threshold).sum())
+            rec = caught / int(ys.sum())
             row.update({"pr_auc": round(average_precision_fast(ys, ps), 6),
                         "pr_auc_ci": [round(float(np.quantile(aps, a)), 6), round(float(np.quantile(aps, 1 - a)), 6)],
                         "recall": round(rec, 6),
-                        "recall_ci": [round(float(np.quantile(recs, a)), 6), round(float(np.quantile(recs, 1 - a)), 6)]})
+                        "recall_ci": [round(x, 6) for x in wilson_interval(caught, int(ys.sum()), level)]})
             row["recall_below_overall"] = bool(overall_recall is not None and row["recall_ci"][1] < overall_recall)
         out["segments"][s] = row
     out["warnings"] = [f"segment {dimension + '=' if dimension else ''}{s}: recall {r['recall']:.3f} (95% interval "
@@ -240,6 +242,18 @@ def segment_metrics(y: np.ndarray, p: np.ndarray, segments: list[str], threshold
                        f"{r['recall_ci'][1]:.3f}) is significantly below the overall {overall_recall:.3f}"
                        for s, r in out["segments"].items() if r.get("recall_below_overall")]
     return out
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion k / n (n > 0)."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    margin = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, float(centre - margin)), min(1.0, float(centre + margin))
 
 
 # per-segment evaluation (issue 21): the segmentations besides `source`
