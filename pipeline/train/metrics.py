@@ -11,6 +11,8 @@ from typing import Any, Optional
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from pipeline.stats import wilson_interval
+
 
 def _both_classes(y: np.ndarray) -> bool:
     return y.size > 0 and 0 < int(y.sum()) < y.size
@@ -242,18 +244,6 @@ def segment_metrics(y: np.ndarray, p: np.ndarray, segments: list[str], threshold
                        f"{r['recall_ci'][1]:.3f}) is significantly below the overall {overall_recall:.3f}"
                        for s, r in out["segments"].items() if r.get("recall_below_overall")]
     return out
-
-
-def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of the proportion k / n (n > 0)."""
-    from scipy.stats import norm
-
-    z = float(norm.ppf(1 - (1 - level) / 2))
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    margin = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, float(centre - margin)), min(1.0, float(centre + margin))
 
 
 # per-segment evaluation (issue 21): the segmentations besides `source`
